@@ -1,0 +1,95 @@
+package gstats
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/influxdata/telegraf"
+
+	"github.com/gstats/gstats/wire"
+)
+
+// counters are the collector's own statistics, read by INFO and Gather
+// while the loops update them.
+type counters struct {
+	accepted        atomic.Int64
+	rejected        map[wire.Reason]*atomic.Int64 // fixed key set; the map is never written after init
+	disconnects     atomic.Int64
+	controlRequests atomic.Int64
+	controlErrors   atomic.Int64
+	commands        map[wire.Command]*atomic.Int64
+}
+
+func (c *counters) init() {
+	c.rejected = make(map[wire.Reason]*atomic.Int64, len(wire.Reasons))
+	for _, r := range wire.Reasons {
+		c.rejected[r] = new(atomic.Int64)
+	}
+	c.commands = make(map[wire.Command]*atomic.Int64, len(wire.Commands))
+	for _, cmd := range wire.Commands {
+		c.commands[cmd] = new(atomic.Int64)
+	}
+}
+
+func (c *counters) rejectedTotal() int64 {
+	var n int64
+	for _, v := range c.rejected {
+		n += v.Load()
+	}
+	return n
+}
+
+func (c *counters) fields(prefixes int) map[string]any {
+	f := map[string]any{
+		"accepted":         c.accepted.Load(),
+		"rejected":         c.rejectedTotal(),
+		"disconnects":      c.disconnects.Load(),
+		"control_requests": c.controlRequests.Load(),
+		"control_errors":   c.controlErrors.Load(),
+		"prefixes":         int64(prefixes),
+	}
+	for r, v := range c.rejected {
+		f["rejected_"+string(r)] = v.Load()
+	}
+	return f
+}
+
+// throttle logs a class of problem at most once per interval, with the
+// number of occurrences it held back. It is used by one goroutine only.
+type throttle struct {
+	interval time.Duration
+	last     map[string]time.Time
+	held     map[string]int64
+}
+
+func newThrottle(interval time.Duration) *throttle {
+	return &throttle{interval: interval, last: make(map[string]time.Time), held: make(map[string]int64)}
+}
+
+// warn logs msg for key unless one was logged less than interval ago.
+func (t *throttle) warn(log telegraf.Logger, key string, now time.Time, msg string) {
+	if last, ok := t.last[key]; ok && now.Sub(last) < t.interval {
+		t.held[key]++
+		return
+	}
+	if n := t.held[key]; n > 0 {
+		msg = fmt.Sprintf("%s (and %d more like it in the last %s)", msg, n, now.Sub(t.last[key]).Round(time.Second))
+	}
+	t.last[key] = now
+	t.held[key] = 0
+	log.Warn(msg)
+}
+
+// rejectHint says, for each reason, what to change.
+var rejectHint = map[wire.Reason]string{
+	wire.ReasonFrames:           "clients must send 2 frames (prefix, duration) or 3 (prefix, duration, status)",
+	wire.ReasonPrefixTooLong:    "raise max_prefix_length or shorten the client's prefix",
+	wire.ReasonPrefixNotUTF8:    "clients must send the prefix as UTF-8",
+	wire.ReasonTooManyPrefixes:  "raise max_prefixes, or RESET to forget old prefixes",
+	wire.ReasonBadDuration:      "clients must send milliseconds as a decimal number, e.g. 153 or 12.5",
+	wire.ReasonNegativeDuration: "clients must send a duration of 0 ms or more",
+	wire.ReasonNonFinite:        "clients must send a finite duration",
+	wire.ReasonDurationTooLarge: "raise max_duration if such requests are real",
+	wire.ReasonBadStatus:        "the third frame must be an HTTP status code, e.g. 200",
+}
