@@ -51,25 +51,33 @@ func (g *Logger) log(level slog.Level, msg string) {
 }
 
 // Errorf logs at error level.
-func (g *Logger) Errorf(format string, args ...any) { g.log(slog.LevelError, fmt.Sprintf(format, args...)) }
+func (g *Logger) Errorf(format string, args ...any) {
+	g.log(slog.LevelError, fmt.Sprintf(format, args...))
+}
 
 // Error logs at error level.
 func (g *Logger) Error(args ...any) { g.log(slog.LevelError, fmt.Sprint(args...)) }
 
 // Warnf logs at warning level.
-func (g *Logger) Warnf(format string, args ...any) { g.log(slog.LevelWarn, fmt.Sprintf(format, args...)) }
+func (g *Logger) Warnf(format string, args ...any) {
+	g.log(slog.LevelWarn, fmt.Sprintf(format, args...))
+}
 
 // Warn logs at warning level.
 func (g *Logger) Warn(args ...any) { g.log(slog.LevelWarn, fmt.Sprint(args...)) }
 
 // Infof logs at info level.
-func (g *Logger) Infof(format string, args ...any) { g.log(slog.LevelInfo, fmt.Sprintf(format, args...)) }
+func (g *Logger) Infof(format string, args ...any) {
+	g.log(slog.LevelInfo, fmt.Sprintf(format, args...))
+}
 
 // Info logs at info level.
 func (g *Logger) Info(args ...any) { g.log(slog.LevelInfo, fmt.Sprint(args...)) }
 
 // Debugf logs at debug level.
-func (g *Logger) Debugf(format string, args ...any) { g.log(slog.LevelDebug, fmt.Sprintf(format, args...)) }
+func (g *Logger) Debugf(format string, args ...any) {
+	g.log(slog.LevelDebug, fmt.Sprintf(format, args...))
+}
 
 // Debug logs at debug level.
 func (g *Logger) Debug(args ...any) { g.log(slog.LevelDebug, fmt.Sprint(args...)) }

@@ -3,7 +3,6 @@ package gstats
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -200,8 +199,8 @@ func (g *Gstats) infoReply() wire.InfoReply {
 		WindowSeconds:   wire.Float(time.Duration(g.Window).Seconds()),
 		WindowSlots:     g.WindowSlots,
 		Percentiles:     append([]float64{}, g.Percentiles...),
-		StatsAddress:    g.StatsAddress,
-		CommAddress:     g.CommAddress,
+		StatsAddress:    g.statsEP,
+		CommAddress:     g.commEP,
 		Prefixes:        n,
 		MaxPrefixes:     g.MaxPrefixes,
 		Accepted:        g.stats.accepted.Load(),
@@ -229,14 +228,4 @@ func mustJSON(v any) []byte {
 		return wire.ReplyError
 	}
 	return b
-}
-
-// sortedKeys is used by tests and logs that need a stable order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -55,6 +55,8 @@ type Gstats struct {
 	stats   counters
 
 	running  bool
+	statsEP  string // endpoints actually bound (ports resolved)
+	commEP   string
 	zctx     *zmq.Context
 	wakeTx   []*zmq.Socket // one per loop goroutine, written only by Stop
 	wg       sync.WaitGroup
@@ -252,9 +254,29 @@ func (g *Gstats) Start(telegraf.Accumulator) error {
 		g.wg.Add(1)
 		go ctl.run()
 	}
+	g.statsEP = endpoint(in.pull, g.StatsAddress)
+	if ctl != nil {
+		g.commEP = endpoint(ctl.rep, g.CommAddress)
+	}
 	g.Log.Infof("listening: stats (PULL) on %s, control (REP) on %s; window %s in %d slots; started in %s",
-		g.StatsAddress, orNone(g.CommAddress), time.Duration(g.Window), g.WindowSlots, time.Since(t0).Round(time.Microsecond))
+		g.statsEP, orNone(g.commEP), time.Duration(g.Window), g.WindowSlots, time.Since(t0).Round(time.Microsecond))
 	return nil
+}
+
+// Endpoints returns the addresses the stats and control sockets are bound
+// to, with wildcard ports resolved ("" for a disabled control socket). It is
+// valid between Start and Stop.
+func (g *Gstats) Endpoints() (stats, comm string) {
+	return g.statsEP, g.commEP
+}
+
+// endpoint is the address s is bound to, or addr if libzmq cannot say.
+func endpoint(s *zmq.Socket, addr string) string {
+	ep, err := s.GetLastEndpoint()
+	if err != nil || ep == "" {
+		return addr
+	}
+	return ep
 }
 
 func orNone(s string) string {
