@@ -113,7 +113,7 @@ func (g *Gstats) Init() error {
 	if err := checkAddress("comm_address", g.CommAddress, true); err != nil {
 		return err
 	}
-	if g.CommAddress != "" && g.CommAddress == g.StatsAddress {
+	if g.CommAddress != "" && g.CommAddress == g.StatsAddress && !strings.HasSuffix(g.StatsAddress, ":*") && !strings.HasSuffix(g.StatsAddress, ":0") {
 		return fmt.Errorf("stats_address and comm_address are both %q; they must differ", g.StatsAddress)
 	}
 	if g.MaxPrefixLength < 1 {
