@@ -93,7 +93,7 @@ func (l *controlLoop) serveOne() {
 	quit := false
 	if perr != nil {
 		g.stats.controlErrors.Add(1)
-		l.logs.warn(g.Log, "bad-command", time.Now(), fmt.Sprintf("control socket %s: %v; answered ERROR (commands: STATS, RTIMES, RESET, QUIT, INFO)", g.CommAddress, perr))
+		l.logs.warn(g.Log, "bad-command", time.Now(), fmt.Sprintf("control socket %s: %v; answered ERROR (commands: STATS, RTIMES, RESET, QUIT, INFO)", g.commEP, perr))
 		reply = wire.ReplyError
 	} else {
 		g.stats.commands[cmd].Add(1)
@@ -106,7 +106,7 @@ func (l *controlLoop) serveOne() {
 		}
 	}
 	if err != nil {
-		g.Log.Warnf("control socket %s: reply to %s not sent: %v", g.CommAddress, cmd, err)
+		g.Log.Warnf("control socket %s: reply to %s not sent: %v", g.commEP, cmd, err)
 	}
 	if quit {
 		g.Log.Info("QUIT received on the control socket; stopping")

@@ -1,0 +1,619 @@
+package gstats
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/influxdata/telegraf/config"
+	"github.com/influxdata/telegraf/testutil"
+
+	"github.com/gstats/gstats/wire"
+)
+
+// startPlugin starts a plugin on ephemeral loopback ports; edit adjusts the
+// configuration first. Stop runs at cleanup.
+func startPlugin(t *testing.T, edit func(*Gstats)) (*Gstats, *testutil.Accumulator) {
+	t.Helper()
+	g := New()
+	g.StatsAddress = "tcp://127.0.0.1:*"
+	g.CommAddress = "tcp://127.0.0.1:*"
+	g.Log = testutil.Logger{Quiet: true}
+	if edit != nil {
+		edit(g)
+	}
+	if err := g.Init(); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	acc := &testutil.Accumulator{}
+	if err := g.Start(acc); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(g.Stop)
+	return g, acc
+}
+
+// pusher connects a PUSH socket to the plugin's stats endpoint.
+func pusher(t *testing.T, g *Gstats) *zmq.Socket {
+	t.Helper()
+	stats, _ := g.Endpoints()
+	s, err := zmq.NewSocket(zmq.PUSH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLinger(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Connect(stats); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func send(t *testing.T, s *zmq.Socket, frames ...string) {
+	t.Helper()
+	parts := make([]any, len(frames))
+	for i, f := range frames {
+		parts[i] = []byte(f)
+	}
+	if _, err := s.SendMessage(parts...); err != nil {
+		t.Fatalf("send %q: %v", frames, err)
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// handled is the number of ingest messages accepted or rejected so far.
+func handled(g *Gstats) int64 {
+	return g.stats.accepted.Load() + g.stats.rejectedTotal()
+}
+
+func control(t *testing.T, g *Gstats) *wire.Client {
+	_, comm := g.Endpoints()
+	return wire.NewClient(wire.ClientOptions{Address: comm, Timeout: 5 * time.Second})
+}
+
+func TestSampleConfigDocumentsTheDefaults(t *testing.T) {
+	// Uncommenting every "# key = value" line of sample.conf must give
+	// exactly the factory defaults, so the documentation cannot drift.
+	var lines []string
+	for _, line := range strings.Split(sampleConfig, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if strings.HasPrefix(trimmed, "# ") && strings.Contains(trimmed, " = ") && !strings.HasPrefix(trimmed, "## ") {
+			line = strings.Replace(line, "# ", "", 1)
+		}
+		lines = append(lines, line)
+	}
+	text := strings.Join(lines, "\n")
+	var f struct {
+		Inputs struct {
+			Gstats []toml.Primitive `toml:"gstats"`
+		} `toml:"inputs"`
+	}
+	md, err := toml.Decode(text, &f)
+	if err != nil {
+		t.Fatalf("sample.conf with its defaults uncommented: %v", err)
+	}
+	if len(f.Inputs.Gstats) != 1 {
+		t.Fatalf("sample.conf holds %d [[inputs.gstats]] sections", len(f.Inputs.Gstats))
+	}
+	got, want := &Gstats{}, New()
+	if err := md.PrimitiveDecode(f.Inputs.Gstats[0], got); err != nil {
+		t.Fatal(err)
+	}
+	if u := md.Undecoded(); len(u) > 0 {
+		t.Errorf("sample.conf has keys the plugin does not know: %v", u)
+	}
+	gotJSON, _ := json.Marshal(got)
+	wantJSON, _ := json.Marshal(want)
+	if string(gotJSON) != string(wantJSON) {
+		t.Errorf("sample.conf defaults differ from New():\n sample: %s\n    New: %s", gotJSON, wantJSON)
+	}
+	// Every exported config field is documented.
+	for _, key := range []string{"stats_address", "comm_address", "window", "window_slots", "percentiles", "max_prefixes",
+		"max_prefix_length", "max_raw_durations", "max_duration", "max_message_size", "receive_queue", "reject_log_interval"} {
+		if !strings.Contains(sampleConfig, "# "+key+" = ") {
+			t.Errorf("sample.conf does not document %s", key)
+		}
+	}
+}
+
+func TestInitRejectsBadConfig(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*Gstats)
+		want string
+	}{
+		{"no stats address", func(g *Gstats) { g.StatsAddress = "" }, "stats_address must be set"},
+		{"no transport", func(g *Gstats) { g.StatsAddress = "127.0.0.1:2345" }, "stats_address \"127.0.0.1:2345\" has no transport"},
+		{"localhost", func(g *Gstats) { g.CommAddress = "tcp://localhost:2345" }, "not a host name; use tcp://127.0.0.1:2345"},
+		{"bad port", func(g *Gstats) { g.StatsAddress = "tcp://127.0.0.1:http" }, "port \"http\" is not a number"},
+		{"udp", func(g *Gstats) { g.StatsAddress = "udp://127.0.0.1:1" }, "transport \"udp\" is not supported"},
+		{"same address", func(g *Gstats) { g.CommAddress = g.StatsAddress }, "they must differ"},
+		{"long ipc path", func(g *Gstats) { g.StatsAddress = "ipc:///" + strings.Repeat("x", 120) }, "limited to 107"},
+		{"zero window", func(g *Gstats) { g.Window = 0 }, "window must be positive"},
+		{"zero slots", func(g *Gstats) { g.WindowSlots = 0 }, "window_slots must be at least 1"},
+		{"tiny slots", func(g *Gstats) { g.Window = config.Duration(time.Second); g.WindowSlots = 5000 }, "shorter than 1ms"},
+		{"percentile 0", func(g *Gstats) { g.Percentiles = []float64{0} }, "percentiles must be in (0, 100]"},
+		{"percentile 101", func(g *Gstats) { g.Percentiles = []float64{50, 101} }, "got 101"},
+		{"no prefixes", func(g *Gstats) { g.MaxPrefixes = 0 }, "max_prefixes must be at least 1"},
+		{"prefix length", func(g *Gstats) { g.MaxPrefixLength = 0 }, "max_prefix_length must be at least 1"},
+		{"raw", func(g *Gstats) { g.MaxRawDurations = -1 }, "max_raw_durations must not be negative"},
+		{"max duration", func(g *Gstats) { g.MaxDuration = 0 }, "max_duration must be positive"},
+		{"message size", func(g *Gstats) { g.MaxMessageSize = 10 }, "max_message_size must be between"},
+		{"message below prefix", func(g *Gstats) { g.MaxPrefixLength = 9000 }, "raise max_message_size"},
+		{"queue", func(g *Gstats) { g.ReceiveQueue = 0 }, "receive_queue must be at least 1"},
+		{"log interval", func(g *Gstats) { g.RejectLogInterval = 0 }, "reject_log_interval must be positive"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := New()
+			g.Log = testutil.Logger{Quiet: true}
+			tc.edit(g)
+			err := g.Init()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Init() = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	g := New()
+	g.Log = testutil.Logger{Quiet: true}
+	if err := g.Init(); err != nil {
+		t.Fatalf("defaults rejected: %v", err)
+	}
+}
+
+func TestIntegrationIngestAndGather(t *testing.T) {
+	g, acc := startPlugin(t, func(g *Gstats) { g.Percentiles = []float64{50, 99.9} })
+	push := pusher(t, g)
+	for range 10 {
+		send(t, push, "app", "")
+		send(t, push, "app", "10", "200")
+	}
+	send(t, push, "app", "0", "503") // a 0 ms finish is a request, not a start
+	send(t, push, "", "")            // empty prefix: "default"
+	waitFor(t, "22 messages", func() bool { return handled(g) == 22 })
+
+	if err := g.Gather(acc); err != nil {
+		t.Fatal(err)
+	}
+	app := fieldsOf(t, acc, "app")
+	wantApp := map[string]any{
+		"started": int64(10), "finished": int64(11), "in_flight": int64(0), "count": int64(11),
+		"rate":    11.0,
+		"mean_ms": 100.0 / 11, "stddev_ms": stddev(append(repeat(10, 10), 0)),
+		"min_ms": 0.0, "max_ms": 10.0, "p50_ms": 10.0, "p99_9_ms": 10.0,
+		"status_1xx": int64(0), "status_2xx": int64(10), "status_3xx": int64(0), "status_4xx": int64(0),
+		"status_5xx": int64(1), "status_none": int64(0),
+	}
+	if len(app) != len(wantApp) {
+		t.Errorf("fields %v, want %v", app, wantApp)
+	}
+	for k, want := range wantApp {
+		got := app[k]
+		if wf, ok := want.(float64); ok {
+			gf, ok := got.(float64)
+			if !ok || math.Abs(gf-wf) > 1e-9*math.Max(1, math.Abs(wf)) {
+				t.Errorf("field %s = %v, want %v", k, got, want)
+			}
+			continue
+		}
+		if got != want {
+			t.Errorf("field %s = %v (%T), want %v (%T)", k, got, got, want, want)
+		}
+	}
+	acc.AssertContainsTaggedFields(t, "gstats", map[string]any{
+		"started": int64(1), "finished": int64(0), "in_flight": int64(1), "count": int64(0), "rate": 0.0,
+		"status_1xx": int64(0), "status_2xx": int64(0), "status_3xx": int64(0), "status_4xx": int64(0),
+		"status_5xx": int64(0), "status_none": int64(0),
+	}, map[string]string{"prefix": "default"})
+	if !acc.HasMeasurement("gstats_internal") {
+		t.Error("no gstats_internal metric")
+	}
+	if v, ok := acc.Get("gstats_internal"); !ok || v.Fields["accepted"] != int64(22) {
+		t.Errorf("gstats_internal = %v, want accepted=22", v)
+	}
+}
+
+func fieldsOf(t *testing.T, acc *testutil.Accumulator, prefix string) map[string]any {
+	t.Helper()
+	for _, m := range acc.GetTelegrafMetrics() {
+		if m.Name() == "gstats" && m.Tags()["prefix"] == prefix {
+			return m.Fields()
+		}
+	}
+	t.Fatalf("no gstats metric for prefix %q", prefix)
+	return nil
+}
+
+func repeat(v float64, n int) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+func stddev(xs []float64) float64 {
+	var sum, sq float64
+	for _, x := range xs {
+		sum += x
+	}
+	mean := sum / float64(len(xs))
+	for _, x := range xs {
+		sq += (x - mean) * (x - mean)
+	}
+	return math.Sqrt(sq / float64(len(xs)))
+}
+
+func TestIntegrationStatsReplyShape(t *testing.T) {
+	g, _ := startPlugin(t, nil)
+	push := pusher(t, g)
+	send(t, push, "my_app", "")
+	send(t, push, "my_app", "153")
+	send(t, push, "my_app", "12.5", "404")
+	waitFor(t, "3 messages", func() bool { return handled(g) == 3 })
+
+	reply, err := control(t, g).Do(t.Context(), "STATS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The original keys, as an old client reads them.
+	var old map[string]struct {
+		Started        int64 `json:"started"`
+		Finished       int64 `json:"finished"`
+		ProcessingTime struct {
+			Avg *float64 `json:"avg"`
+			Std *float64 `json:"std"`
+		} `json:"processing_time"`
+	}
+	if err := json.Unmarshal(reply, &old); err != nil {
+		t.Fatalf("STATS reply %s: %v", reply, err)
+	}
+	app := old["my_app"]
+	if app.Started != 1 || app.Finished != 2 || app.ProcessingTime.Avg == nil || *app.ProcessingTime.Avg != 82.75 ||
+		app.ProcessingTime.Std == nil || *app.ProcessingTime.Std != 70.25 {
+		t.Errorf("STATS reply %s: original keys wrong", reply)
+	}
+	for _, key := range []string{`"in_flight":0`, `"rate":2.0`, `"count":2`, `"min":12.5`, `"max":153.0`, `"p50":`, `"p90":`, `"p95":`, `"p99":`, `"4xx":1`, `"none":1`} {
+		if !strings.Contains(string(reply), key) {
+			t.Errorf("STATS reply lacks %s: %s", key, reply)
+		}
+	}
+}
+
+func TestIntegrationCommands(t *testing.T) {
+	quit := make(chan struct{}, 1)
+	g, _ := startPlugin(t, func(g *Gstats) { g.SetQuitHandler(func() { quit <- struct{}{} }) })
+	push := pusher(t, g)
+	send(t, push, "a", "5")
+	send(t, push, "a", "7")
+	waitFor(t, "2 messages", func() bool { return handled(g) == 2 })
+	c := control(t, g)
+	ctx := t.Context()
+
+	rt, err := c.RTimes(ctx)
+	if err != nil || len(rt["a"]) != 2 || rt["a"][0] != 5 || rt["a"][1] != 7 {
+		t.Errorf("RTIMES = %v, %v; want a: [5 7]", rt, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, comm := g.Endpoints()
+	if info.Accepted != 2 || info.Prefixes != 1 || info.WindowSeconds != 600 || info.StatsAddress != stats || info.CommAddress != comm || info.Version == "" {
+		t.Errorf("INFO = %+v", info)
+	}
+	for _, raw := range []string{"stats", "BOGUS", "", "STATS ", strings.Repeat("x", 3000), "\xff\xfe"} {
+		reply, err := c.Do(ctx, raw)
+		if err != nil || string(reply) != "ERROR" {
+			t.Errorf("%q: reply %q, %v; want ERROR", raw, reply, err)
+		}
+	}
+	if reply, err := c.Do(ctx, "RESET"); err != nil || string(reply) != "null" {
+		t.Errorf("RESET: reply %q, %v; want null", reply, err)
+	}
+	if st, err := c.Stats(ctx); err != nil || len(st) != 0 {
+		t.Errorf("STATS after RESET = %v, %v; want {}", st, err)
+	}
+	if reply, err := c.Do(ctx, "QUIT"); err != nil || string(reply) != "null" {
+		t.Errorf("QUIT: reply %q, %v; want null", reply, err)
+	}
+	select {
+	case <-quit:
+	case <-time.After(5 * time.Second):
+		t.Error("QUIT did not call the quit handler")
+	}
+	if n := g.stats.controlErrors.Load(); n != 6 {
+		t.Errorf("control errors = %d, want 6", n)
+	}
+}
+
+func TestIntegrationQuitRefusedInsideTelegraf(t *testing.T) {
+	g, _ := startPlugin(t, nil)
+	reply, err := control(t, g).Do(t.Context(), "QUIT")
+	if err != nil || string(reply) != "ERROR" {
+		t.Fatalf("QUIT without a host: reply %q, %v; want ERROR", reply, err)
+	}
+	if _, err := control(t, g).Stats(t.Context()); err != nil {
+		t.Fatalf("STATS after refused QUIT: %v", err)
+	}
+}
+
+func TestIntegrationMultiFrameControlRequests(t *testing.T) {
+	g, _ := startPlugin(t, nil)
+	_, comm := g.Endpoints()
+	req, err := zmq.NewSocket(zmq.REQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer req.Close()
+	_ = req.SetLinger(0)
+	_ = req.SetRcvtimeo(5 * time.Second)
+	if err := req.Connect(comm); err != nil {
+		t.Fatal(err)
+	}
+	for _, frames := range [][]any{{"STATS", "STATS"}, {"", ""}, {"INFO", "x", "y"}} {
+		if _, err := req.SendMessage(frames...); err != nil {
+			t.Fatal(err)
+		}
+		reply, err := req.RecvMessage(0)
+		if err != nil || len(reply) != 1 || reply[0] != "ERROR" {
+			t.Errorf("%q: reply %q, %v; want ERROR", frames, reply, err)
+		}
+	}
+}
+
+func TestIntegrationBadInputLosesNothingElse(t *testing.T) {
+	g, _ := startPlugin(t, func(g *Gstats) {
+		g.MaxPrefixes = 3
+		g.MaxPrefixLength = 16
+		g.MaxDuration = config.Duration(time.Minute)
+	})
+	push := pusher(t, g)
+	bad := []struct {
+		frames []string
+		reason wire.Reason
+	}{
+		{[]string{"good"}, wire.ReasonFrames},
+		{[]string{"good", "1", "200", "extra"}, wire.ReasonFrames},
+		{[]string{"good", "", "200"}, wire.ReasonFrames},
+		{[]string{strings.Repeat("p", 17), "1"}, wire.ReasonPrefixTooLong},
+		{[]string{"\xff\xfe", "1"}, wire.ReasonPrefixNotUTF8},
+		{[]string{"good", "abc"}, wire.ReasonBadDuration},
+		{[]string{"good", " "}, wire.ReasonBadDuration},
+		{[]string{"good", "-1"}, wire.ReasonNegativeDuration},
+		{[]string{"good", "NaN"}, wire.ReasonNonFinite},
+		{[]string{"good", "inf"}, wire.ReasonNonFinite},
+		{[]string{"good", "1e400"}, wire.ReasonNonFinite},
+		{[]string{"good", "60001"}, wire.ReasonDurationTooLarge},
+		{[]string{"good", "1", "abc"}, wire.ReasonBadStatus},
+		{[]string{"good", "1", "99"}, wire.ReasonBadStatus},
+		{[]string{"p1", ""}, ""}, {[]string{"p2", ""}, ""}, // with "good": 3 prefixes
+		{[]string{"p3", "1"}, wire.ReasonTooManyPrefixes},
+	}
+	const rounds = 50
+	good := 0
+	for range rounds {
+		for _, b := range bad {
+			send(t, push, "good", "")
+			send(t, push, b.frames...)
+			send(t, push, "good", "2", "200")
+			good += 2
+			if b.reason == "" {
+				good++
+			}
+		}
+	}
+	total := int64(rounds * (len(bad) + 2*len(bad)))
+	waitFor(t, "every message", func() bool { return handled(g) == total })
+
+	if got := g.stats.accepted.Load(); got != int64(good) {
+		t.Errorf("accepted = %d, want %d", got, good)
+	}
+	want := map[wire.Reason]int64{}
+	for _, b := range bad {
+		if b.reason != "" {
+			want[b.reason] += rounds
+		}
+	}
+	info, err := control(t, g).Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range wire.Reasons {
+		if info.Rejected[r] != want[r] {
+			t.Errorf("rejected[%s] = %d, want %d", r, info.Rejected[r], want[r])
+		}
+	}
+	st, err := control(t, g).Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st["good"]; s.Started != rounds*int64(len(bad)) || s.Finished != rounds*int64(len(bad)) || s.Status.S2xx != s.Finished {
+		t.Errorf("good prefix = %+v, want %d started and finished", s, rounds*len(bad))
+	}
+}
+
+func TestIntegrationOversizedFrameDisconnectsOnlyItsSender(t *testing.T) {
+	g, _ := startPlugin(t, func(g *Gstats) { g.MaxMessageSize = 1024 })
+	honest := pusher(t, g)
+	hostile := pusher(t, g)
+	send(t, honest, "ok", "1")
+	waitFor(t, "first message", func() bool { return handled(g) == 1 })
+	send(t, hostile, "big", strings.Repeat("9", 10<<20)) // a 10 MB frame
+	waitFor(t, "the hostile peer's disconnect", func() bool { return g.stats.disconnects.Load() >= 1 })
+	for range 100 {
+		send(t, honest, "ok", "1")
+	}
+	waitFor(t, "101 messages", func() bool { return g.stats.accepted.Load() == 101 })
+	if st, err := control(t, g).Stats(t.Context()); err != nil || st["ok"].Finished != 101 || len(st) != 1 {
+		t.Errorf("STATS = %v, %v; want only ok with 101 finishes", st, err)
+	}
+}
+
+func TestIntegrationVanishedControlClientDoesNotStallIngest(t *testing.T) {
+	g, _ := startPlugin(t, nil)
+	_, comm := g.Endpoints()
+	// Clients that ask and never read, or vanish before the reply.
+	for range 20 {
+		s, err := zmq.NewSocket(zmq.DEALER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = s.SetLinger(0)
+		if err := s.Connect(comm); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SendMessage("", "STATS"); err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+	}
+	for range 20 {
+		s, _ := zmq.NewSocket(zmq.REQ)
+		_ = s.SetLinger(0)
+		_ = s.Connect(comm)
+		_, _ = s.Send("STATS", 0)
+		_ = s.Close()
+	}
+	push := pusher(t, g)
+	for range 1000 {
+		send(t, push, "app", "1")
+	}
+	waitFor(t, "1000 messages", func() bool { return g.stats.accepted.Load() == 1000 })
+	if _, err := control(t, g).Stats(t.Context()); err != nil {
+		t.Fatalf("control socket no longer answers: %v", err)
+	}
+}
+
+func TestIntegrationStopProcessesWhatWasReceivedAndLeavesNothing(t *testing.T) {
+	before := runtime.NumGoroutine()
+	fdsBefore := countFDs(t)
+	for range 3 {
+		g := New()
+		g.StatsAddress = "tcp://127.0.0.1:*"
+		g.CommAddress = "tcp://127.0.0.1:*"
+		g.Log = testutil.Logger{Quiet: true}
+		if err := g.Init(); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(&testutil.Accumulator{}); err != nil {
+			t.Fatal(err)
+		}
+		push := pusherNoCleanup(t, g)
+		const n = 20000
+		for range n {
+			send(t, push, "app", "1")
+		}
+		// Wait until libzmq holds them all (sent on the wire), not until
+		// the collector processed them.
+		_ = push.Close()
+		waitFor(t, "the first messages", func() bool { return handled(g) > 0 })
+		g.Stop()
+		if got := g.stats.accepted.Load(); got != n {
+			t.Errorf("after Stop: %d accepted, want %d", got, n)
+		}
+		g.Stop() // idempotent
+	}
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	if fds := countFDs(t); fds > fdsBefore+2 {
+		t.Errorf("file descriptors: %d before, %d after", fdsBefore, fds)
+	}
+}
+
+func pusherNoCleanup(t *testing.T, g *Gstats) *zmq.Socket {
+	t.Helper()
+	stats, _ := g.Endpoints()
+	s, err := zmq.NewSocket(zmq.PUSH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.SetLinger(10 * time.Second)
+	_ = s.SetSndhwm(0)
+	if err := s.Connect(stats); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+func TestIntegrationBindErrors(t *testing.T) {
+	g, _ := startPlugin(t, nil)
+	stats, _ := g.Endpoints()
+	g2 := New()
+	g2.StatsAddress = stats
+	g2.CommAddress = "tcp://127.0.0.1:*"
+	g2.Log = testutil.Logger{Quiet: true}
+	if err := g2.Init(); err != nil {
+		t.Fatal(err)
+	}
+	err := g2.Start(&testutil.Accumulator{})
+	if err == nil {
+		g2.Stop()
+		t.Fatal("second plugin bound the same address")
+	}
+	for _, want := range []string{"cannot bind stats socket", stats, "address already in use", "is another gstats-collectd running?", "stats_address"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	g2.Stop() // safe after a failed Start
+
+	g3 := New()
+	g3.StatsAddress = "tcp://192.0.2.1:2345" // TEST-NET-1: not on this machine
+	g3.Log = testutil.Logger{Quiet: true}
+	g3.CommAddress = ""
+	if err := g3.Init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g3.Start(&testutil.Accumulator{}); err == nil || !strings.Contains(err.Error(), "not on this machine") {
+		g3.Stop()
+		t.Errorf("bind to a foreign address: %v", err)
+	}
+}
+
+func TestIntegrationIPC(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "gs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	g, _ := startPlugin(t, func(g *Gstats) {
+		g.StatsAddress = "ipc://" + filepath.Join(dir, "s")
+		g.CommAddress = "ipc://" + filepath.Join(dir, "c")
+	})
+	push := pusher(t, g)
+	send(t, push, "ipc", "3")
+	waitFor(t, "1 message", func() bool { return handled(g) == 1 })
+	if st, err := control(t, g).Stats(t.Context()); err != nil || st["ipc"].Finished != 1 {
+		t.Errorf("STATS over ipc = %v, %v", st, err)
+	}
+}
