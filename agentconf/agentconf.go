@@ -84,6 +84,9 @@ func quoteAll(ss []string) []string {
 func describe(err error) error {
 	var perr toml.ParseError
 	if errors.As(err, &perr) {
+		if perr.LastKey != "" {
+			return fmt.Errorf("line %d, key %q: %s", perr.Position.Line, perr.LastKey, perr.Message)
+		}
 		return fmt.Errorf("line %d: %s", perr.Position.Line, perr.Message)
 	}
 	return err

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -82,11 +83,13 @@ what it already received; SIGUSR1 resets the statistics.
 For the format of ZeroMQ addresses, see zmq_bind(3).
 `
 
-func parseFlags(args []string, stderr io.Writer) (options, map[string]bool, error) {
+func parseFlags(args []string, stdout, stderr io.Writer) (options, map[string]bool, error) {
 	var o options
 	fs := flag.NewFlagSet("gstats-collectd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usageText) }
+	// The usage is printed below: to stdout for -h, as optparse did, and
+	// to stderr after an error.
+	fs.Usage = func() {}
 	for _, name := range []string{"s", "stats-address"} {
 		fs.StringVar(&o.statsAddress, name, "", "")
 	}
@@ -100,12 +103,17 @@ func parseFlags(args []string, stderr io.Writer) (options, map[string]bool, erro
 	fs.StringVar(&o.logLevel, "log-level", "info", "")
 	fs.BoolVar(&o.version, "version", false, "")
 	fs.BoolVar(&o.sampleConfig, "sample-config", false, "")
-	if err := fs.Parse(splitShort(args, "scl")); err != nil {
+	if err := fs.Parse(splitShort(args, "scl", longFlags(fs))); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+		} else {
+			fmt.Fprint(stderr, usageText)
+		}
 		return o, nil, err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "gstats-collectd: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
+		fmt.Fprint(stderr, usageText)
 		return o, nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	set := map[string]bool{}
@@ -114,29 +122,43 @@ func parseFlags(args []string, stderr io.Writer) (options, map[string]bool, erro
 }
 
 // splitShort turns optparse-style "-sADDR" into "-s", "ADDR", for the
-// single-letter options that take a value.
-func splitShort(args []string, letters string) []string {
+// single-letter options that take a value. Long options written with one
+// dash ("-config=FILE", "-sample-config"), as the flag package accepts
+// them, are left alone: long names them.
+func splitShort(args []string, letters string, long map[string]bool) []string {
 	out := make([]string, 0, len(args))
 	for i, a := range args {
 		if a == "--" {
 			return append(out, args[i:]...)
 		}
-		if len(a) > 2 && a[0] == '-' && a[1] != '-' && strings.IndexByte(letters, a[1]) >= 0 &&
-			!strings.HasPrefix(a, "-stats-address") && !strings.HasPrefix(a, "-comm-address") && !strings.HasPrefix(a, "-buffer-length") &&
-			a[2] != '=' {
-			out = append(out, a[:2], a[2:])
-			continue
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' && a[2] != '=' && strings.IndexByte(letters, a[1]) >= 0 {
+			if name, _, _ := strings.Cut(a[1:], "="); !long[name] {
+				out = append(out, a[:2], a[2:])
+				continue
+			}
 		}
 		out = append(out, a)
 	}
 	return out
 }
 
+// longFlags is the set of the multi-letter option names of fs.
+func longFlags(fs *flag.FlagSet) map[string]bool {
+	long := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if len(f.Name) > 1 {
+			long[f.Name] = true
+		}
+	})
+	return long
+}
+
 // parseLength reads -l: seconds (integer or fractional) or a Go duration.
 func parseLength(s string) (time.Duration, error) {
-	if n, err := strconv.ParseFloat(s, 64); err == nil {
-		if n <= 0 {
-			return 0, fmt.Errorf("-l/--buffer-length must be positive, got %q", s)
+	if n, err := strconv.ParseFloat(s, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		// NaN fails every comparison, so it is refused here too.
+		if !(n > 0 && n < float64(math.MaxInt64)/float64(time.Second)) || time.Duration(n*float64(time.Second)) <= 0 {
+			return 0, fmt.Errorf("-l/--buffer-length must be a positive number of seconds up to %d, got %q", math.MaxInt64/int64(time.Second), s)
 		}
 		return time.Duration(n * float64(time.Second)), nil
 	}
@@ -149,7 +171,7 @@ func parseLength(s string) (time.Duration, error) {
 
 // run is the whole program; it never calls os.Exit.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, set, err := parseFlags(args, stderr)
+	o, set, err := parseFlags(args, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -194,6 +216,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	plugin.Log = logging.New(log.With("plugin", "inputs.gstats"))
 	if err := plugin.Init(); err != nil {
+		if o.configFile != "" {
+			return fmt.Errorf("invalid configuration in %s [[inputs.gstats]] (with command-line options applied): %w", o.configFile, err)
+		}
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 

@@ -16,6 +16,7 @@ import (
 	"github.com/influxdata/telegraf/config"
 	"github.com/influxdata/telegraf/testutil"
 
+	"github.com/gstats/gstats/plugins/inputs/gstats/window"
 	"github.com/gstats/gstats/wire"
 )
 
@@ -617,3 +618,7 @@ func TestIntegrationIPC(t *testing.T) {
 		t.Errorf("STATS over ipc = %v, %v", st, err)
 	}
 }
+
+func mathExp(x float64) float64 { return math.Exp(x) }
+
+func newWindowFor(g *Gstats) (*window.Window, error) { return window.New(g.windowConfig()) }

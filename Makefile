@@ -1,0 +1,67 @@
+# gstats — build, test and benchmark.
+#
+#   make run     install, build, start gstats-collectd on its defaults with
+#                real gunicorn traffic through it, and show gstatsctl stats
+#   make test    install, lint, and run every test (what CI runs)
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+GO ?= go
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME ?= 5s
+BENCHTIME ?= 3x
+
+.PHONY: all deps build test test-short test-pure fuzz lint tidy bench run clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# Everything CI runs: system packages, lint, the whole suite with the race
+# detector (integration tests with real libzmq, gunicorn and the built
+# binaries included), short fuzzing runs, and the window without cgo.
+test: deps lint
+	$(GO) test -race -count=1 -timeout 15m ./...
+	CGO_ENABLED=0 $(GO) test -count=1 ./plugins/inputs/gstats/window/
+	$(MAKE) --no-print-directory fuzz
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+test-pure:
+	CGO_ENABLED=0 $(GO) test -count=1 ./plugins/inputs/gstats/window/
+
+# Each fuzz target runs for FUZZTIME, starting from its committed corpus.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@command -v staticcheck >/dev/null || GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	staticcheck ./...
+
+tidy:
+	$(GO) mod tidy && git diff --exit-code go.mod go.sum
+
+# Benchmarks, side by side in one run: the collector against a bare PULL
+# receiver on the same backlog (ratio), STATS cost from 1e3 to 1e6
+# durations, bytes per prefix.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem ./plugins/inputs/gstats/... | tee bench.out
+	@scripts/bench-summary.sh bench.out
+
+run: deps build
+	scripts/demo.sh
+
+clean:
+	rm -rf bin bench.out

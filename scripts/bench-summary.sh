@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Prints the side-by-side figures of a `go test -bench` output file.
+set -euo pipefail
+f=${1:-bench.out}
+metric() { # line, unit -> value
+  awk -v unit="$2" '{ for (i = 2; i <= NF; i++) if ($i == unit) print $(i-1) }' <<<"$1"
+}
+echo
+echo "== Ingest over loopback TCP, same backlog (msgs/s)"
+printf '%-22s %14s %14s %8s %6s\n' case bare-PULL gstats ratio lost
+grep '^BenchmarkIngest/' "$f" | while read -r line; do
+  name=$(awk '{print $1}' <<<"$line"); name=${name#BenchmarkIngest/}
+  printf '%-22s %14s %14s %8s %6s\n' "${name%-*}" "$(metric "$line" bare_msgs/s)" "$(metric "$line" gstats_msgs/s)" \
+    "$(metric "$line" ratio)" "$(metric "$line" lost)"
+done
+echo
+echo "== STATS reply for one prefix (ns per STATS; flat means cost independent of traffic)"
+grep -E '^BenchmarkStatsReply/' "$f" | while read -r line; do
+  name=$(awk '{print $1}' <<<"$line"); name=${name#BenchmarkStatsReply/}
+  printf '%-22s %14s\n' "${name%-*}" "$(metric "$line" ns/stats)"
+done
+echo
+echo "== Window (pure)"
+grep -E '^Benchmark(Stats|Finish|Bytes|Memory|Prefix)' "$f" | grep -v StatsReply || true
