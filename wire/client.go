@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -51,13 +52,17 @@ var ErrCommandRefused = errors.New("the collector answered ERROR")
 // Do sends one command frame and returns the raw reply. It never waits
 // longer than the timeout or the context's deadline, whichever is sooner.
 func (c *Client) Do(ctx context.Context, cmd string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s to %s not sent: %w", cmd, c.opts.Address, err)
+	}
 	timeout := c.opts.Timeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
 	if timeout <= 0 {
-		return nil, fmt.Errorf("%s to %s: %w", cmd, c.opts.Address, context.DeadlineExceeded)
+		return nil, fmt.Errorf("%s to %s not sent: %w", cmd, c.opts.Address, context.DeadlineExceeded)
 	}
+	deadline := time.Now().Add(timeout)
 	zctx, err := zmq.NewContext()
 	if err != nil {
 		return nil, fmt.Errorf("creating zmq context: %w", err)
@@ -74,9 +79,6 @@ func (c *Client) Do(ctx context.Context, cmd string) ([]byte, error) {
 	if err := sock.SetSndtimeo(timeout); err != nil {
 		return nil, fmt.Errorf("setting send timeout: %w", err)
 	}
-	if err := sock.SetRcvtimeo(timeout); err != nil {
-		return nil, fmt.Errorf("setting receive timeout: %w", err)
-	}
 	// A reply bigger than this is not from a gstats collector.
 	if err := sock.SetMaxmsgsize(256 << 20); err != nil {
 		return nil, fmt.Errorf("setting max message size: %w", err)
@@ -84,12 +86,17 @@ func (c *Client) Do(ctx context.Context, cmd string) ([]byte, error) {
 	if err := sock.Connect(c.opts.Address); err != nil {
 		return nil, fmt.Errorf("cannot connect to control address %q: %w; it should look like tcp://127.0.0.1:2345 or ipc:///run/gstats/comm.sock", c.opts.Address, err)
 	}
-	deadline := time.Now().Add(timeout)
 	if _, err := sock.Send(cmd, 0); err != nil {
 		return nil, c.noReply(cmd, timeout, err)
 	}
 	// Wake up regularly so a cancelled context is honoured.
 	for {
+		if err := ctx.Err(); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return nil, c.noReply(cmd, timeout, err)
+			}
+			return nil, fmt.Errorf("%s to %s: %w", cmd, c.opts.Address, err)
+		}
 		step := min(time.Until(deadline), 100*time.Millisecond)
 		if step <= 0 {
 			return nil, c.noReply(cmd, timeout, nil)
@@ -101,11 +108,8 @@ func (c *Client) Do(ctx context.Context, cmd string) ([]byte, error) {
 		if err == nil {
 			return reply, nil
 		}
-		if zmq.AsErrno(err) != zmq.Errno(11) { // EAGAIN: timed out
+		if errno := zmq.AsErrno(err); errno != zmq.Errno(syscall.EAGAIN) && errno != zmq.Errno(syscall.EINTR) {
 			return nil, fmt.Errorf("%s to %s: %w", cmd, c.opts.Address, err)
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s to %s: %w", cmd, c.opts.Address, ctx.Err())
 		}
 	}
 }
@@ -115,15 +119,19 @@ func (c *Client) noReply(cmd string, timeout time.Duration, cause error) error {
 	if cause != nil {
 		msg = fmt.Sprintf("%s (%v)", msg, cause)
 	}
-	return &noReplyError{msg: msg}
+	return &noReplyError{msg: msg, cause: cause}
 }
 
 // noReplyError is a request that got no reply in time; it matches
-// ErrNoReply with errors.Is.
-type noReplyError struct{ msg string }
+// ErrNoReply with errors.Is, and unwraps to its cause.
+type noReplyError struct {
+	msg   string
+	cause error
+}
 
 func (e *noReplyError) Error() string        { return e.msg }
 func (e *noReplyError) Is(target error) bool { return target == ErrNoReply }
+func (e *noReplyError) Unwrap() error        { return e.cause }
 
 func (c *Client) doJSON(ctx context.Context, cmd Command, dst any) error {
 	reply, err := c.Do(ctx, string(cmd))

@@ -158,12 +158,15 @@ func (pt *ProcessingTime) UnmarshalJSON(data []byte) error {
 		}
 	}
 	for key, v := range raw {
+		// Only keys that Percentile.Key would write are percentiles
+		// ("p50", "p99.9"); anything else ("pending", "pNaN", "p1e2",
+		// "p0") is a key this version does not know, and is ignored.
 		p, ok := strings.CutPrefix(key, "p")
 		if !ok {
 			continue
 		}
 		pv, err := strconv.ParseFloat(p, 64)
-		if err != nil {
+		if err != nil || !(pv > 0 && pv <= 100) || (Percentile{P: pv}).Key() != key {
 			continue
 		}
 		var f float64

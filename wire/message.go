@@ -98,15 +98,17 @@ func ParseMessage(frames [][]byte, lim Limits) (Message, error) {
 	if len(frames) < 2 || len(frames) > 3 {
 		return Message{}, reject(ReasonFrames, "got %d frames, want 2 (prefix, duration) or 3 (prefix, duration, status)", len(frames))
 	}
+	// The limits apply to the prefix frame as sent: an empty frame is
+	// always accepted, whatever max_prefix_length is.
 	m := Message{Prefix: frames[0], Kind: Start}
-	if len(m.Prefix) == 0 {
-		m.Prefix = []byte(DefaultPrefix)
-	}
 	if len(m.Prefix) > lim.MaxPrefixLength {
 		return Message{}, reject(ReasonPrefixTooLong, "prefix of %d bytes %s; the limit is max_prefix_length = %d", len(m.Prefix), Quote(m.Prefix, 32), lim.MaxPrefixLength)
 	}
 	if !utf8.Valid(m.Prefix) {
 		return Message{}, reject(ReasonPrefixNotUTF8, "prefix %s is not valid UTF-8", Quote(m.Prefix, 32))
+	}
+	if len(m.Prefix) == 0 {
+		m.Prefix = []byte(DefaultPrefix)
 	}
 	if len(frames[1]) == 0 {
 		if len(frames) == 3 {
@@ -132,10 +134,12 @@ func ParseMessage(frames [][]byte, lim Limits) (Message, error) {
 
 // ParseDuration parses a duration frame: ASCII decimal milliseconds, integer
 // or fractional ("153", "12.5", "0"), surrounding blanks allowed as the
-// original collector allowed them. It returns a *RejectError.
+// original collector allowed them. Like the original's float(), it takes
+// exponents ("1e3") and digit separators ("1_000") but not hexadecimal
+// ("0x1p4"). "-0" is read as 0. It returns a *RejectError.
 func ParseDuration(b []byte, maxMS float64) (float64, error) {
 	s := bytes.TrimSpace(b)
-	if len(s) == 0 || len(s) > 64 {
+	if len(s) == 0 || len(s) > 64 || bytes.ContainsAny(s, "xX") {
 		return 0, reject(ReasonBadDuration, "duration %s is not a number of milliseconds", Quote(b, 32))
 	}
 	d, err := strconv.ParseFloat(string(s), 64)
@@ -148,6 +152,8 @@ func ParseDuration(b []byte, maxMS float64) (float64, error) {
 		return 0, reject(ReasonNegativeDuration, "duration %s is negative", Quote(b, 32))
 	case d > maxMS:
 		return 0, reject(ReasonDurationTooLarge, "duration %s ms is over max_duration (%s ms)", Quote(b, 32), FormatFloat(maxMS))
+	case d == 0:
+		return 0, nil // not -0, which would be reported as "-0.0"
 	}
 	return d, nil
 }
