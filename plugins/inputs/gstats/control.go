@@ -152,10 +152,7 @@ func (l *controlLoop) answer(cmd wire.Command) (reply []byte, quit bool) {
 
 // statsReply builds the STATS reply.
 func (g *Gstats) statsReply() wire.StatsReply {
-	now := g.now()
-	g.mu.Lock()
-	all := g.win.Stats(now)
-	g.mu.Unlock()
+	all := g.snapshot()
 	r := make(wire.StatsReply, len(all))
 	for name, st := range all {
 		r[name] = g.prefixReply(st)

@@ -335,11 +335,8 @@ func (g *Gstats) Gather(acc telegraf.Accumulator) error {
 	if g.win == nil {
 		return nil
 	}
-	now := g.now()
-	g.mu.Lock()
-	all := g.win.Stats(now)
-	nprefix := g.win.Len()
-	g.mu.Unlock()
+	all := g.snapshot()
+	nprefix := len(all)
 
 	ts := time.Now()
 	for name, st := range all {
@@ -375,6 +372,26 @@ func (g *Gstats) fields(st window.Stats) map[string]any {
 		}
 	}
 	return f
+}
+
+// snapshot computes every prefix's statistics. It takes the lock once per
+// prefix, so ingest waits at most one prefix's computation, however many
+// prefixes there are.
+func (g *Gstats) snapshot() map[string]window.Stats {
+	g.mu.Lock()
+	names := g.win.Prefixes()
+	g.mu.Unlock()
+	out := make(map[string]window.Stats, len(names))
+	for _, name := range names {
+		now := g.now()
+		g.mu.Lock()
+		st, ok := g.win.PrefixStats(name, now)
+		g.mu.Unlock()
+		if ok { // not forgotten by a RESET meanwhile
+			out[name] = st
+		}
+	}
+	return out
 }
 
 // percentileField names a percentile's metric field: p50_ms, p99_9_ms.
