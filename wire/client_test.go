@@ -191,7 +191,7 @@ func TestIntegrationClientReplies(t *testing.T) {
 		if r, ok := replies[req]; ok {
 			return r
 		}
-		return wire.ReplyError
+		return []byte(wire.ReplyError)
 	})
 	c := wire.NewClient(wire.ClientOptions{Address: srv.endpoint, Timeout: 5 * time.Second})
 	ctx := t.Context()
@@ -252,7 +252,7 @@ func TestIntegrationClientReplies(t *testing.T) {
 // TestIntegrationClientCommandRefused checks that an ERROR answer is
 // reported as ErrCommandRefused, naming the command and the address.
 func TestIntegrationClientCommandRefused(t *testing.T) {
-	srv := startControlServer(t, func(string) []byte { return wire.ReplyError })
+	srv := startControlServer(t, func(string) []byte { return []byte(wire.ReplyError) })
 	c := wire.NewClient(wire.ClientOptions{Address: srv.endpoint, Timeout: 5 * time.Second})
 	ctx := t.Context()
 	calls := map[string]func() error{

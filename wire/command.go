@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -22,14 +21,19 @@ const (
 	CmdInfo   Command = "INFO"
 )
 
-// Commands lists the control commands.
-var Commands = []Command{CmdStats, CmdRTimes, CmdReset, CmdQuit, CmdInfo}
+// AllCommands lists the control commands.
+func AllCommands() []Command {
+	return []Command{CmdStats, CmdRTimes, CmdReset, CmdQuit, CmdInfo}
+}
 
-// ReplyError is the reply to anything that is not a command. It is not JSON.
-var ReplyError = []byte("ERROR")
-
-// ReplyNull is the reply to RESET and QUIT.
-var ReplyNull = []byte("null")
+// Fixed replies.
+const (
+	// ReplyError is the reply to anything that is not a command. It is not
+	// JSON.
+	ReplyError = "ERROR"
+	// ReplyNull is the reply to RESET and QUIT.
+	ReplyNull = "null"
+)
 
 // ParseCommand parses a control request: exactly one frame holding one of
 // Commands, upper case, as the original collector compared it.
@@ -38,7 +42,7 @@ func ParseCommand(frames [][]byte) (Command, error) {
 		return "", fmt.Errorf("request has %d frames, want 1", len(frames))
 	}
 	c := Command(frames[0])
-	if !slices.Contains(Commands, c) {
+	if !slices.Contains(AllCommands(), c) {
 		return "", fmt.Errorf("unknown command %s", Quote(frames[0], 32))
 	}
 	return c, nil
@@ -216,5 +220,5 @@ type InfoReply struct {
 
 // IsErrorReply reports whether a control reply is the original's ERROR.
 func IsErrorReply(reply []byte) bool {
-	return bytes.Equal(reply, ReplyError)
+	return string(reply) == ReplyError
 }

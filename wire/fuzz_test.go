@@ -55,8 +55,8 @@ func FuzzParseMessage(f *testing.F) {
 			if !errors.As(err, &rej) {
 				t.Fatalf("ParseMessage(%q): error %v is not a *RejectError", fr, err)
 			}
-			if !slices.Contains(wire.Reasons, rej.Reason) {
-				t.Fatalf("ParseMessage(%q): reason %q is not in wire.Reasons", fr, rej.Reason)
+			if !slices.Contains(wire.AllReasons(), rej.Reason) {
+				t.Fatalf("ParseMessage(%q): reason %q is not in wire.AllReasons()", fr, rej.Reason)
 			}
 			if len(fr) == 2 && len(prefix) <= fuzzLimits.MaxPrefixLength && utf8.Valid(prefix) && plainDuration(duration) {
 				if d, _ := strconv.ParseFloat(string(duration), 64); d <= fuzzLimits.MaxDuration {
@@ -106,7 +106,7 @@ func FuzzParseMessage(f *testing.F) {
 // FuzzParseCommand feeds ParseCommand n%3 frames: none, first, or first
 // and second.
 func FuzzParseCommand(f *testing.F) {
-	for _, c := range wire.Commands {
+	for _, c := range wire.AllCommands() {
 		f.Add([]byte(c), []byte(""), uint8(1))
 	}
 	f.Add([]byte("stats"), []byte(""), uint8(1))
@@ -116,7 +116,7 @@ func FuzzParseCommand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, first, second []byte, n uint8) {
 		fr := [][]byte{first, second}[:n%3]
 		c, err := wire.ParseCommand(fr)
-		want := len(fr) == 1 && slices.Contains(wire.Commands, wire.Command(first))
+		want := len(fr) == 1 && slices.Contains(wire.AllCommands(), wire.Command(first))
 		switch {
 		case want && (err != nil || string(c) != string(first)):
 			t.Fatalf("ParseCommand(%q) = %q, %v; want %q", fr, c, err, first)

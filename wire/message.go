@@ -71,11 +71,13 @@ const (
 	ReasonBadStatus        Reason = "bad_status"
 )
 
-// Reasons lists every ingest rejection reason, in a stable order.
-var Reasons = []Reason{
-	ReasonFrames, ReasonPrefixTooLong, ReasonPrefixNotUTF8, ReasonTooManyPrefixes,
-	ReasonBadDuration, ReasonNegativeDuration, ReasonNonFinite,
-	ReasonDurationTooLarge, ReasonBadStatus,
+// AllReasons lists every ingest rejection reason, in a stable order.
+func AllReasons() []Reason {
+	return []Reason{
+		ReasonFrames, ReasonPrefixTooLong, ReasonPrefixNotUTF8, ReasonTooManyPrefixes,
+		ReasonBadDuration, ReasonNegativeDuration, ReasonNonFinite,
+		ReasonDurationTooLarge, ReasonBadStatus,
+	}
 }
 
 // RejectError says why a message was rejected.

@@ -94,7 +94,7 @@ func (l *controlLoop) serveOne() {
 	if perr != nil {
 		g.stats.controlErrors.Add(1)
 		l.logs.warn(g.Log, "bad-command", time.Now(), fmt.Sprintf("control socket %s: %v; answered ERROR (commands: STATS, RTIMES, RESET, QUIT, INFO)", g.commEP, perr))
-		reply = wire.ReplyError
+		reply = []byte(wire.ReplyError)
 	} else {
 		g.stats.commands[cmd].Add(1)
 		reply, quit = l.answer(cmd)
@@ -137,17 +137,17 @@ func (l *controlLoop) answer(cmd wire.Command) (reply []byte, quit bool) {
 	case wire.CmdReset:
 		g.Reset()
 		g.Log.Info("statistics reset by RESET on the control socket")
-		return wire.ReplyNull, false
+		return []byte(wire.ReplyNull), false
 	case wire.CmdQuit:
 		if g.onQuit == nil {
 			g.Log.Warn("QUIT refused: the collector runs inside Telegraf and cannot end it; stop Telegraf instead")
-			return wire.ReplyError, false
+			return []byte(wire.ReplyError), false
 		}
-		return wire.ReplyNull, true
+		return []byte(wire.ReplyNull), true
 	case wire.CmdInfo:
 		return mustJSON(g.infoReply()), false
 	}
-	return wire.ReplyError, false
+	return []byte(wire.ReplyError), false
 }
 
 // statsReply builds the STATS reply.
@@ -222,7 +222,7 @@ func (g *Gstats) infoReply() wire.InfoReply {
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return wire.ReplyError
+		return []byte(wire.ReplyError)
 	}
 	return b
 }

@@ -22,12 +22,12 @@ type counters struct {
 }
 
 func (c *counters) init() {
-	c.rejected = make(map[wire.Reason]*atomic.Int64, len(wire.Reasons))
-	for _, r := range wire.Reasons {
+	c.rejected = make(map[wire.Reason]*atomic.Int64, len(wire.AllReasons()))
+	for _, r := range wire.AllReasons() {
 		c.rejected[r] = new(atomic.Int64)
 	}
-	c.commands = make(map[wire.Command]*atomic.Int64, len(wire.Commands))
-	for _, cmd := range wire.Commands {
+	c.commands = make(map[wire.Command]*atomic.Int64, len(wire.AllCommands()))
+	for _, cmd := range wire.AllCommands() {
 		c.commands[cmd] = new(atomic.Int64)
 	}
 }
@@ -82,14 +82,26 @@ func (t *throttle) warn(log telegraf.Logger, key string, now time.Time, msg stri
 }
 
 // rejectHint says, for each reason, what to change.
-var rejectHint = map[wire.Reason]string{
-	wire.ReasonFrames:           "clients must send 2 frames (prefix, duration) or 3 (prefix, duration, status)",
-	wire.ReasonPrefixTooLong:    "raise max_prefix_length or shorten the client's prefix",
-	wire.ReasonPrefixNotUTF8:    "clients must send the prefix as UTF-8",
-	wire.ReasonTooManyPrefixes:  "raise max_prefixes, or RESET to forget old prefixes",
-	wire.ReasonBadDuration:      "clients must send milliseconds as a decimal number, e.g. 153 or 12.5",
-	wire.ReasonNegativeDuration: "clients must send a duration of 0 ms or more",
-	wire.ReasonNonFinite:        "clients must send a finite duration",
-	wire.ReasonDurationTooLarge: "raise max_duration if such requests are real",
-	wire.ReasonBadStatus:        "the third frame must be an HTTP status code, e.g. 200",
+func rejectHint(r wire.Reason) string {
+	switch r {
+	case wire.ReasonFrames:
+		return "clients must send 2 frames (prefix, duration) or 3 (prefix, duration, status)"
+	case wire.ReasonPrefixTooLong:
+		return "raise max_prefix_length or shorten the client's prefix"
+	case wire.ReasonPrefixNotUTF8:
+		return "clients must send the prefix as UTF-8"
+	case wire.ReasonTooManyPrefixes:
+		return "raise max_prefixes, or RESET to forget old prefixes"
+	case wire.ReasonBadDuration:
+		return "clients must send milliseconds as a decimal number, e.g. 153 or 12.5"
+	case wire.ReasonNegativeDuration:
+		return "clients must send a duration of 0 ms or more"
+	case wire.ReasonNonFinite:
+		return "clients must send a finite duration"
+	case wire.ReasonDurationTooLarge:
+		return "raise max_duration if such requests are real"
+	case wire.ReasonBadStatus:
+		return "the third frame must be an HTTP status code, e.g. 200"
+	}
+	return "see the gstats input plugin README"
 }

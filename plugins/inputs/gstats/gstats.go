@@ -76,9 +76,6 @@ const (
 	defaultRejectLogInterval = 30 * time.Second
 )
 
-// DefaultPercentiles are reported when the configuration names none.
-var defaultPercentiles = []float64{50, 90, 95, 99}
-
 // New returns the plugin with its defaults; it is the registered factory.
 func New() *Gstats {
 	return &Gstats{
@@ -86,7 +83,7 @@ func New() *Gstats {
 		CommAddress:       wire.DefaultCommAddress,
 		Window:            config.Duration(defaultWindow),
 		WindowSlots:       defaultWindowSlots,
-		Percentiles:       append([]float64(nil), defaultPercentiles...),
+		Percentiles:       []float64{50, 90, 95, 99},
 		MaxPrefixes:       defaultMaxPrefixes,
 		MaxPrefixLength:   defaultMaxPrefixLength,
 		MaxRawDurations:   defaultMaxRawDurations,

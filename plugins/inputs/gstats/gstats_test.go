@@ -441,7 +441,7 @@ func TestIntegrationBadInputLosesNothingElse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range wire.Reasons {
+	for _, r := range wire.AllReasons() {
 		if info.Rejected[r] != want[r] {
 			t.Errorf("rejected[%s] = %d, want %d", r, info.Rejected[r], want[r])
 		}

@@ -196,7 +196,7 @@ func (l *ingestLoop) apply() {
 func (l *ingestLoop) reject(r wire.Reason, detail string) {
 	l.g.stats.rejected[r].Add(1)
 	l.logs.warn(l.g.Log, string(r), time.Now(),
-		fmt.Sprintf("rejected a message on %s: %s: %s; %s", l.g.statsEP, r, detail, rejectHint[r]))
+		fmt.Sprintf("rejected a message on %s: %s: %s; %s", l.g.statsEP, r, detail, rejectHint(r)))
 }
 
 func (l *ingestLoop) readEvents() {

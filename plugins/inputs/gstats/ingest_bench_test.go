@@ -2,8 +2,8 @@ package gstats
 
 import (
 	"fmt"
-	"net"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"testing"
 	"time"
