@@ -5,7 +5,8 @@
 // the exact moments (count, mean, sum of squared deviations, min, max) of the
 // durations that finished in it, and a DDSketch of them for percentiles. A
 // slot expires as a whole once it falls out of the window, so a duration
-// stays in the window for at least Window−Window/Slots and at most Window.
+// stays in the window for at least Window−Window/Slots and at most Window
+// (slot widths are whole nanoseconds: Window/Slots rounded down).
 // Answering a query merges the live slots: its cost depends on the number of
 // slots and on the number of sketch bins, never on the number of durations,
 // and the memory of a prefix does not grow with the request rate.
@@ -103,7 +104,10 @@ type Stats struct {
 	// milliseconds; all zero when Count is zero.
 	Mean, Std, Min, Max float64
 	// Percentiles holds one value per configured percentile, in the
-	// configured order; zero when Count is zero.
+	// configured order; zero when Count is zero. Percentile q is the
+	// duration at 0-based index floor(q/100·(Count−1)) of the sorted
+	// durations: exactly Min or Max at the first and last index, within
+	// RelativeAccuracy elsewhere.
 	Percentiles []float64
 }
 
@@ -359,12 +363,25 @@ func (w *Window) stats(p *prefixState, t int64) Stats {
 	st.Mean = all.mean
 	st.Std = math.Sqrt(max(0, all.m2/float64(all.n)))
 	st.Min, st.Max = all.min, all.max
+	last := float64(all.n - 1)
 	for i, q := range w.quant {
-		v, err := w.scratch.GetValueAtQuantile(q)
-		if err == nil {
-			// The sketch's bin value may stray past the exact extremes by
-			// up to the relative accuracy; the exact ones are known.
-			st.Percentiles[i] = min(max(v, all.min), all.max)
+		// The rank is computed as the sketch computes it, so that both
+		// pick the same sorted index floor(q·(n−1)).
+		switch rank := float64(q * last); {
+		case rank >= last:
+			// The largest duration is known exactly; the sketch would
+			// give its bin's value, up to 1 % below it.
+			st.Percentiles[i] = all.max
+		case rank < 1:
+			st.Percentiles[i] = all.min
+		default:
+			v, err := w.scratch.GetValueAtQuantile(q)
+			if err == nil {
+				// The sketch's bin value may stray past the exact
+				// extremes by up to the relative accuracy; the exact ones
+				// are known.
+				st.Percentiles[i] = min(max(v, all.min), all.max)
+			}
 		}
 	}
 	windowStart := (cur - int64(w.cfg.Slots) + 1) * w.width
