@@ -57,16 +57,16 @@ Commands:
 For the format of ZeroMQ addresses, please refer to zmq_connect(3).
 `
 
-// arity is the number of arguments each command takes, and its usage.
-var arity = map[string]struct {
-	n     int
-	usage string
-}{
-	"stats":  {0, "Usage: gstatsctl [OPTIONS] stats"},
-	"rtimes": {1, "Usage: gstatsctl [OPTIONS] rtimes PREFIX"},
-	"reset":  {0, "Usage: gstatsctl [OPTIONS] reset"},
-	"quit":   {0, "Usage: gstatsctl [OPTIONS] quit"},
-	"info":   {0, "Usage: gstatsctl [OPTIONS] info"},
+// commandArity is the number of arguments a command takes, and its usage;
+// ok is false for an unknown command.
+func commandArity(name string) (n int, usage string, ok bool) {
+	switch name {
+	case "stats", "reset", "quit", "info":
+		return 0, "Usage: gstatsctl [OPTIONS] " + name, true
+	case "rtimes":
+		return 1, "Usage: gstatsctl [OPTIONS] rtimes PREFIX", true
+	}
+	return 0, "", false
 }
 
 type options struct {
@@ -82,7 +82,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o options
 	fs := flag.NewFlagSet("gstatsctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usageText) }
+	// The flag package calls Usage for -h and after an error; -h prints the
+	// usage to stdout, as optparse did.
+	fs.Usage = func() {}
 	for _, name := range []string{"c", "comm-address"} {
 		fs.StringVar(&o.addr, name, wire.DefaultCommAddress, "")
 	}
@@ -94,8 +96,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.version, "version", false, "")
 	if err := fs.Parse(interleave(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
 			return exitOK
 		}
+		fmt.Fprint(stderr, usageText)
 		return exitArity
 	}
 	if o.version {
@@ -107,19 +111,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitArity
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
+		fmt.Fprint(stderr, usageText)
 		return exitUsage
 	}
 	name := strings.ToLower(fs.Arg(0))
-	a, ok := arity[name]
+	nargs, usage, ok := commandArity(name)
 	if !ok {
 		fmt.Fprintf(stderr, "gstatsctl: unknown command %q\n", fs.Arg(0))
-		fs.Usage()
+		fmt.Fprint(stderr, usageText)
 		return exitUsage
 	}
 	cmdArgs := fs.Args()[1:]
-	if len(cmdArgs) != a.n {
-		fmt.Fprintln(stderr, a.usage)
+	if len(cmdArgs) != nargs {
+		fmt.Fprintln(stderr, usage)
 		return exitArity
 	}
 
@@ -161,7 +165,7 @@ func interleave(args []string) []string {
 			if (name == "c" || name == "comm-address" || name == "timeout") && i+1 < len(args) {
 				opts = append(opts, args[i+1])
 				i++
-			} else if len(a) > 2 && a[1] == 'c' && a[0] == '-' && a[1] != '-' && !strings.HasPrefix(a, "-comm-address") {
+			} else if len(a) > 2 && a[0] == '-' && a[1] == 'c' && a[2] != '=' && !strings.HasPrefix(a, "-comm-address") {
 				opts[len(opts)-1] = "-c"
 				opts = append(opts, a[2:])
 			}

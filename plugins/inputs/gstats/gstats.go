@@ -243,6 +243,11 @@ func (g *Gstats) Start(telegraf.Accumulator) error {
 		owned = append(owned, ctl.wake, g.wakeTx[len(g.wakeTx)-1])
 	}
 
+	// Read before the loops own the sockets; INFO reads them afterwards.
+	g.statsEP = endpoint(in.pull, g.StatsAddress)
+	if ctl != nil {
+		g.commEP = endpoint(ctl.rep, g.CommAddress)
+	}
 	ok = true
 	g.running = true
 	g.wg.Add(1)
@@ -250,10 +255,6 @@ func (g *Gstats) Start(telegraf.Accumulator) error {
 	if ctl != nil {
 		g.wg.Add(1)
 		go ctl.run()
-	}
-	g.statsEP = endpoint(in.pull, g.StatsAddress)
-	if ctl != nil {
-		g.commEP = endpoint(ctl.rep, g.CommAddress)
 	}
 	g.Log.Infof("listening: stats (PULL) on %s, control (REP) on %s; window %s in %d slots; started in %s",
 		g.statsEP, orNone(g.commEP), time.Duration(g.Window), g.WindowSlots, time.Since(t0).Round(time.Microsecond))

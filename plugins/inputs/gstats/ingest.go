@@ -21,6 +21,11 @@ const pollRound = 16 * batchSize
 // finalDrainTime bounds the drain at Stop when senders keep sending.
 const finalDrainTime = 2 * time.Second
 
+// stopQuiet is how long the stats socket must stay quiet at Stop before it
+// is closed: messages already in the kernel's buffers reach the queue
+// within it.
+const stopQuiet = 100 * time.Millisecond
+
 // ingestLoop owns the PULL socket, its monitor and its wake socket.
 type ingestLoop struct {
 	g       *Gstats
@@ -113,13 +118,33 @@ func (l *ingestLoop) run() {
 		}
 		if stop {
 			t0 := time.Now()
-			n := l.drain(time.Now().Add(finalDrainTime), -1)
+			n := l.finalDrain(time.Now().Add(finalDrainTime))
 			l.readEvents()
 			l.g.Log.Infof("stats socket drained in %s: %d messages processed after the stop request", time.Since(t0).Round(time.Microsecond), n)
 			return
 		}
 		l.drain(time.Time{}, pollRound)
 	}
+}
+
+// finalDrain processes everything already received at Stop: what is queued,
+// and what arrives until the socket has been quiet for stopQuiet, at most
+// until deadline.
+func (l *ingestLoop) finalDrain(deadline time.Time) int {
+	n := l.drain(deadline, -1)
+	p := zmq.NewPoller()
+	p.Add(l.pull, zmq.POLLIN)
+	for time.Until(deadline) > 0 {
+		polled, err := p.Poll(min(stopQuiet, time.Until(deadline)))
+		if err != nil && retryable(err) {
+			continue
+		}
+		if err != nil || len(polled) == 0 {
+			break
+		}
+		n += l.drain(deadline, -1)
+	}
+	return n
 }
 
 // drain reads what is queued without blocking: at most limit messages
