@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gstats/gstats/internal/testbin"
 	"github.com/gstats/gstats/wire"
 )
 
@@ -71,11 +71,8 @@ func TestMain(m *testing.M) {
 func buildBinaries(dir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir, "./cmd/gstats-collectd", "./cmd/gstatsctl")
-	cmd.Dir = ".." // the module root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go build ./cmd/gstats-collectd ./cmd/gstatsctl: %w\n%s", err, out)
+	if err := testbin.Build(ctx, dir, testbin.Collectd, testbin.Ctl); err != nil {
+		return err
 	}
 	bin.collectd = filepath.Join(dir, "gstats-collectd")
 	bin.ctl = filepath.Join(dir, "gstatsctl")
@@ -235,8 +232,6 @@ type collector struct {
 	client              *wire.Client
 }
 
-var listeningRE = regexp.MustCompile(`listening: stats \(PULL\) on (\S+), control \(REP\) on (\S+);`)
-
 // startCollector starts gstats-collectd on ephemeral loopback ports, reads
 // the bound endpoints from its log, and stops it in t.Cleanup, expecting a
 // clean exit.
@@ -248,12 +243,12 @@ func startCollector(t *testing.T) *collector {
 
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if m := listeningRE.FindStringSubmatch(p.log()); m != nil {
+		if stats, comm, ok := testbin.Endpoints(p.log()); ok {
 			return &collector{
 				proc:      p,
-				StatsAddr: m[1],
-				CommAddr:  m[2],
-				client:    wire.NewClient(wire.ClientOptions{Address: m[2], Timeout: requestTimeout}),
+				StatsAddr: stats,
+				CommAddr:  comm,
+				client:    wire.NewClient(wire.ClientOptions{Address: comm, Timeout: requestTimeout}),
 			}
 		}
 		if p.exited() {
@@ -350,7 +345,7 @@ func (c *collector) runCtl(t *testing.T, args ...string) (stdout, stderr string,
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin.ctl, append([]string{"-c", c.CommAddr}, args...)...)
-	var out, errOut lockedBuffer
+	var out, errOut testbin.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	var exit *exec.ExitError
@@ -362,27 +357,6 @@ func (c *collector) runCtl(t *testing.T, args ...string) (stdout, stderr string,
 		t.Fatalf("running gstatsctl %v: %v", args, err)
 	}
 	return out.String(), errOut.String(), code
-}
-
-// lockedBuffer is an io.Writer safe for concurrent use.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-var _ io.Writer = (*lockedBuffer)(nil)
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	return len(p), nil
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

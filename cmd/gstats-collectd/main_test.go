@@ -11,16 +11,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/gstats/gstats/internal/testbin"
 	"github.com/gstats/gstats/internal/version"
 	"github.com/gstats/gstats/plugins/inputs/gstats"
 	"github.com/gstats/gstats/wire"
@@ -63,35 +62,13 @@ func buildAndRun(m *testing.M) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
-	args := []string{"build", "-o", dir + string(filepath.Separator)}
-	if raceEnabled() {
-		// A data race in a daemon then makes it exit 66, which the exit
-		// code checks below report.
-		args = append(args, "-race")
-	}
-	args = append(args, "github.com/gstats/gstats/cmd/gstats-collectd", "github.com/gstats/gstats/cmd/gstatsctl")
-	cmd := exec.CommandContext(ctx, "go", args...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go %s: %v\n%s\nthe binaries need libzmq: apt-get install libzmq3-dev pkg-config\n", strings.Join(args, " "), err, out)
+	if err := testbin.Build(ctx, dir, testbin.Collectd, testbin.Ctl); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	bins.collectd = filepath.Join(dir, "gstats-collectd")
 	bins.ctl = filepath.Join(dir, "gstatsctl")
 	return m.Run()
-}
-
-// raceEnabled reports whether this test binary was built with -race.
-func raceEnabled() bool {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range info.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }
 
 func TestParseFlags(t *testing.T) {
@@ -306,37 +283,18 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer that a process writes while a test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // daemon is a gstats-collectd process started by a test.
 type daemon struct {
 	cmd    *exec.Cmd
-	stdout *lockedBuffer
-	stderr *lockedBuffer
+	stdout *testbin.Buffer
+	stderr *testbin.Buffer
 	done   chan struct{} // closed once the process has exited
 	// stats and comm are the bound endpoints, read from the log.
 	stats, comm string
 }
 
 var (
-	listeningRE = regexp.MustCompile(`listening: stats \(PULL\) on ([^\s,]+), control \(REP\) on ([^\s;]+);`)
-	stoppedRE   = regexp.MustCompile(`stopped in [^:]+: (\d+) messages accepted`)
+	stoppedRE = regexp.MustCompile(`stopped in [^:]+: (\d+) messages accepted`)
 )
 
 // requireBinaries skips the integration tests under -short; otherwise
@@ -359,8 +317,8 @@ func launch(t *testing.T, args ...string) *daemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{
 		cmd:    exec.CommandContext(ctx, bins.collectd, args...),
-		stdout: &lockedBuffer{},
-		stderr: &lockedBuffer{},
+		stdout: &testbin.Buffer{},
+		stderr: &testbin.Buffer{},
 		done:   make(chan struct{}),
 	}
 	d.cmd.Stdin = nil // /dev/null: the daemon must not need a terminal
@@ -399,8 +357,8 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 	d := launch(t, args...)
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if m := listeningRE.FindStringSubmatch(d.stderr.String()); m != nil {
-			d.stats, d.comm = m[1], m[2]
+		if stats, comm, ok := testbin.Endpoints(d.stderr.String()); ok {
+			d.stats, d.comm = stats, comm
 			return d
 		}
 		select {
@@ -768,16 +726,19 @@ func TestIntegrationDefaultAddresses(t *testing.T) {
 	requireBinaries(t)
 	d := launch(t)
 	deadline := time.Now().Add(startTimeout)
-	for listeningRE.FindStringSubmatch(d.stderr.String()) == nil {
+	for {
+		if _, _, ok := testbin.Endpoints(d.stderr.String()); ok {
+			break
+		}
 		if !d.running() || time.Now().After(deadline) {
 			t.Fatalf("gstats-collectd with no flags did not start (%s); it needs tcp://127.0.0.2:2345 and tcp://127.0.0.1:2345 free: is another gstats-collectd (or anything else) on port 2345? stderr:\n%s",
 				d.state(), d.stderr.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	m := listeningRE.FindStringSubmatch(d.stderr.String())
-	if m[1] != wire.DefaultStatsAddress || m[2] != wire.DefaultCommAddress {
-		t.Fatalf("bound stats %q and control %q, want %q and %q", m[1], m[2], wire.DefaultStatsAddress, wire.DefaultCommAddress)
+	stats, comm, _ := testbin.Endpoints(d.stderr.String())
+	if stats != wire.DefaultStatsAddress || comm != wire.DefaultCommAddress {
+		t.Fatalf("bound stats %q and control %q, want %q and %q", stats, comm, wire.DefaultStatsAddress, wire.DefaultCommAddress)
 	}
 	const prefix = "default_addresses"
 	push(t, "tcp://127.0.0.2:2345", start(prefix), finish(prefix, 42))

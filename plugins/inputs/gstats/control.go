@@ -24,24 +24,14 @@ type controlLoop struct {
 }
 
 func (g *Gstats) bindControl() (*controlLoop, error) {
-	rep, err := g.zctx.NewSocket(zmq.REP)
-	if err != nil {
-		return nil, fmt.Errorf("creating control socket: %w", err)
-	}
-	setup := []struct {
-		name string
-		set  func() error
-	}{
-		{"linger", func() error { return rep.SetLinger(controlLinger) }},
-		{"max message size", func() error { return rep.SetMaxmsgsize(int64(g.MaxMessageSize)) }},
+	rep, err := g.newSocket(zmq.REP, "control",
+		sockOpt{"linger", func(s *zmq.Socket) error { return s.SetLinger(controlLinger) }},
+		sockOpt{"max message size", func(s *zmq.Socket) error { return s.SetMaxmsgsize(int64(g.MaxMessageSize)) }},
 		// A reply to a client that stopped reading is dropped after this.
-		{"send timeout", func() error { return rep.SetSndtimeo(time.Second) }},
-	}
-	for _, s := range setup {
-		if err := s.set(); err != nil {
-			_ = rep.Close()
-			return nil, fmt.Errorf("setting %s on the control socket: %w", s.name, err)
-		}
+		sockOpt{"send timeout", func(s *zmq.Socket) error { return s.SetSndtimeo(time.Second) }},
+	)
+	if err != nil {
+		return nil, err
 	}
 	if err := rep.Bind(g.CommAddress); err != nil {
 		_ = rep.Close()

@@ -311,6 +311,28 @@ func (g *Gstats) newWake(name string) (*zmq.Socket, error) {
 	return rx, nil
 }
 
+// sockOpt is one socket option, named for error messages.
+type sockOpt struct {
+	name string
+	set  func(*zmq.Socket) error
+}
+
+// newSocket creates a socket in the plugin's context and applies opts; what
+// names the socket in errors.
+func (g *Gstats) newSocket(typ zmq.Type, what string, opts ...sockOpt) (*zmq.Socket, error) {
+	s, err := g.zctx.NewSocket(typ)
+	if err != nil {
+		return nil, fmt.Errorf("creating the %s socket: %w", what, err)
+	}
+	for _, o := range opts {
+		if err := o.set(s); err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("setting %s on the %s socket: %w", o.name, what, err)
+		}
+	}
+	return s, nil
+}
+
 // bindError explains a failed bind.
 func bindError(what, key, flag, addr string, err error) error {
 	hint := ""

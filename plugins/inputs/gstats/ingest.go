@@ -38,24 +38,14 @@ type ingestLoop struct {
 }
 
 func (g *Gstats) bindIngest() (*ingestLoop, error) {
-	pull, err := g.zctx.NewSocket(zmq.PULL)
+	pull, err := g.newSocket(zmq.PULL, "stats",
+		sockOpt{"linger", func(s *zmq.Socket) error { return s.SetLinger(0) }},
+		sockOpt{"receive queue (receive_queue)", func(s *zmq.Socket) error { return s.SetRcvhwm(g.ReceiveQueue) }},
+		sockOpt{"max message size (max_message_size)", func(s *zmq.Socket) error { return s.SetMaxmsgsize(int64(g.MaxMessageSize)) }},
+		sockOpt{"receive buffer", func(s *zmq.Socket) error { return s.SetRcvbuf(4 << 20) }},
+	)
 	if err != nil {
-		return nil, fmt.Errorf("creating stats socket: %w", err)
-	}
-	setup := []struct {
-		name string
-		set  func() error
-	}{
-		{"linger", func() error { return pull.SetLinger(0) }},
-		{"receive queue (receive_queue)", func() error { return pull.SetRcvhwm(g.ReceiveQueue) }},
-		{"max message size (max_message_size)", func() error { return pull.SetMaxmsgsize(int64(g.MaxMessageSize)) }},
-		{"receive buffer", func() error { return pull.SetRcvbuf(4 << 20) }},
-	}
-	for _, s := range setup {
-		if err := s.set(); err != nil {
-			_ = pull.Close()
-			return nil, fmt.Errorf("setting %s on the stats socket: %w", s.name, err)
-		}
+		return nil, err
 	}
 	monAddr := "inproc://gstats-ingest-monitor"
 	if err := pull.Monitor(monAddr, zmq.EVENT_DISCONNECTED); err != nil {
