@@ -57,7 +57,9 @@ tidy:
 # receiver on the same backlog (ratio), STATS cost from 1e3 to 1e6
 # durations, bytes per prefix.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem ./plugins/inputs/gstats/... | tee bench.out
+	{ $(GO) test -run '^$$' -bench . -benchmem ./plugins/inputs/gstats/window/ && \
+	  $(GO) test -run '^$$' -bench 'StatsReply' -benchtime 300x -benchmem ./plugins/inputs/gstats/ && \
+	  $(GO) test -run '^$$' -bench 'Ingest' -benchtime $(BENCHTIME) ./plugins/inputs/gstats/ ; } | tee bench.out
 	@scripts/bench-summary.sh bench.out
 
 run: deps build

@@ -20,5 +20,5 @@ grep -E '^BenchmarkStatsReply/' "$f" | while read -r line; do
   printf '%-22s %14s\n' "${name%-*}" "$(metric "$line" ns/stats)"
 done
 echo
-echo "== Window (pure)"
-grep -E '^Benchmark(Stats|Finish|Bytes|Memory|Prefix)' "$f" | grep -v StatsReply || true
+echo "== Window alone: STATS cost per prefix, insert rate, memory per prefix"
+grep -E '^Benchmark(Stats|Finish|Prefix)/' "$f" | awk '{ printf "%-40s", $1; for (i = 2; i <= NF; i++) if ($i ~ /^(ns\/stats|events\/s|B\/prefix)$/) printf " %14s %s", $(i-1), $i; print "" }' || true
