@@ -588,6 +588,27 @@ func TestIntegrationBindErrors(t *testing.T) {
 	}
 	g2.Stop() // safe after a failed Start
 
+	// A control address in use: the ingest socket already bound is released.
+	_, comm := g.Endpoints()
+	g4 := New()
+	g4.StatsAddress = "tcp://127.0.0.1:*"
+	g4.CommAddress = comm
+	g4.Log = testutil.Logger{Quiet: true}
+	if err := g4.Init(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g4.Start(&testutil.Accumulator{}) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "cannot bind control socket") || !strings.Contains(err.Error(), "comm_address") {
+			g4.Stop()
+			t.Errorf("second control socket on %s: %v", comm, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Start hung after a failed control bind")
+	}
+
 	g3 := New()
 	g3.StatsAddress = "tcp://192.0.2.1:2345" // TEST-NET-1: not on this machine
 	g3.Log = testutil.Logger{Quiet: true}
