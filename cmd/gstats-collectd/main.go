@@ -272,5 +272,16 @@ func (a *logAccumulator) AddError(err error) {
 	}
 }
 func (a *logAccumulator) WithTracking(int) telegraf.TrackingAccumulator {
-	panic("gstats-collectd: tracking accumulator not supported")
+	return &logTracking{logAccumulator: a}
 }
+
+// logTracking drops tracked metrics too; with no output nothing is ever
+// delivered, so Delivered never yields.
+type logTracking struct {
+	*logAccumulator
+	delivered chan telegraf.DeliveryInfo
+}
+
+func (*logTracking) AddTrackingMetric(telegraf.Metric) telegraf.TrackingID        { return 0 }
+func (*logTracking) AddTrackingMetricGroup([]telegraf.Metric) telegraf.TrackingID { return 0 }
+func (t *logTracking) Delivered() <-chan telegraf.DeliveryInfo                    { return t.delivered }
