@@ -67,18 +67,34 @@ func newThrottle(interval time.Duration) *throttle {
 	return &throttle{interval: interval, last: make(map[string]time.Time), held: make(map[string]int64)}
 }
 
-// warn logs msg for key unless one was logged less than interval ago.
+// warn logs msg as a warning for key unless one was logged less than
+// interval ago.
 func (t *throttle) warn(log telegraf.Logger, key string, now time.Time, msg string) {
+	if m, ok := t.allow(key, now, msg); ok {
+		log.Warn(m)
+	}
+}
+
+// info is warn at information level.
+func (t *throttle) info(log telegraf.Logger, key string, now time.Time, msg string) {
+	if m, ok := t.allow(key, now, msg); ok {
+		log.Info(m)
+	}
+}
+
+// allow reports whether msg for key may be logged now, and adds to it how
+// many were held back since the last one.
+func (t *throttle) allow(key string, now time.Time, msg string) (string, bool) {
 	if last, ok := t.last[key]; ok && now.Sub(last) < t.interval {
 		t.held[key]++
-		return
+		return "", false
 	}
 	if n := t.held[key]; n > 0 {
 		msg = fmt.Sprintf("%s (and %d more like it in the last %s)", msg, n, now.Sub(t.last[key]).Round(time.Second))
 	}
 	t.last[key] = now
 	t.held[key] = 0
-	log.Warn(msg)
+	return msg, true
 }
 
 // rejectHint says, for each reason, what to change.

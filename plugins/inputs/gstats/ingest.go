@@ -222,7 +222,9 @@ func (l *ingestLoop) readEvents() {
 		}
 		if ev == zmq.EVENT_DISCONNECTED {
 			l.g.stats.disconnects.Add(1)
-			l.g.Log.Debugf("stats socket: a peer disconnected from %s", addr)
+			l.logs.info(l.g.Log, "disconnect", time.Now(), fmt.Sprintf(
+				"stats socket %s: a sender disconnected (normal when an application restarts; libzmq also disconnects a sender whose frame is over max_message_size = %d bytes: raise it if your prefixes are longer)",
+				addr, int64(l.g.MaxMessageSize)))
 		}
 	}
 }
