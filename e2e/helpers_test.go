@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -42,41 +41,10 @@ const (
 )
 
 // bin holds the paths of the binaries TestMain builds.
-var bin struct {
-	collectd string
-	ctl      string
-}
+var bin testbin.Paths
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "gstats-e2e-bin-")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: creating a directory for the binaries: %v\n", err)
-		os.Exit(1)
-	}
-	if err := buildBinaries(dir); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// buildBinaries builds gstats-collectd and gstatsctl into dir.
-func buildBinaries(dir string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	if err := testbin.Build(ctx, dir, testbin.Collectd, testbin.Ctl); err != nil {
-		return err
-	}
-	bin.collectd = filepath.Join(dir, "gstats-collectd")
-	bin.ctl = filepath.Join(dir, "gstatsctl")
-	return nil
+	os.Exit(testbin.Main(m, &bin))
 }
 
 // integration skips t under -short; otherwise the test runs and anything
@@ -237,7 +205,7 @@ type collector struct {
 // clean exit.
 func startCollector(t *testing.T) *collector {
 	t.Helper()
-	cmd := exec.Command(bin.collectd, "-s", "tcp://127.0.0.1:*", "-c", "tcp://127.0.0.1:*")
+	cmd := exec.Command(bin.Collectd, "-s", "tcp://127.0.0.1:*", "-c", "tcp://127.0.0.1:*")
 	p := startProcess(t, "gstats-collectd", cmd, false)
 	t.Cleanup(func() { p.stop(t, false) })
 
@@ -344,7 +312,7 @@ func (c *collector) runCtl(t *testing.T, args ...string) (stdout, stderr string,
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin.ctl, append([]string{"-c", c.CommAddr}, args...)...)
+	cmd := exec.CommandContext(ctx, bin.Ctl, append([]string{"-c", c.CommAddr}, args...)...)
 	var out, errOut testbin.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

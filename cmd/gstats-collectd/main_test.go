@@ -36,39 +36,13 @@ const (
 )
 
 // bins are the binaries TestMain builds for the integration tests.
-var bins struct {
-	collectd string
-	ctl      string
-}
+var bins testbin.Paths
 
 // TestMain builds gstats-collectd and gstatsctl once into a temporary
 // directory. With -short the integration tests are skipped and nothing is
 // built.
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	os.Exit(buildAndRun(m))
-}
-
-func buildAndRun(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "gstats-collectd-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	if err := testbin.Build(ctx, dir, testbin.Collectd, testbin.Ctl); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	bins.collectd = filepath.Join(dir, "gstats-collectd")
-	bins.ctl = filepath.Join(dir, "gstatsctl")
-	return m.Run()
+	os.Exit(testbin.Main(m, &bins))
 }
 
 func TestParseFlags(t *testing.T) {
@@ -304,7 +278,7 @@ func requireBinaries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs the built binaries; run without -short")
 	}
-	if bins.collectd == "" {
+	if bins.Collectd == "" {
 		t.Fatal("TestMain did not build gstats-collectd")
 	}
 }
@@ -316,7 +290,7 @@ func launch(t *testing.T, args ...string) *daemon {
 	requireBinaries(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{
-		cmd:    exec.CommandContext(ctx, bins.collectd, args...),
+		cmd:    exec.CommandContext(ctx, bins.Collectd, args...),
 		stdout: &testbin.Buffer{},
 		stderr: &testbin.Buffer{},
 		done:   make(chan struct{}),
@@ -329,7 +303,7 @@ func launch(t *testing.T, args ...string) *daemon {
 	d.cmd.WaitDelay = 5 * time.Second
 	if err := d.cmd.Start(); err != nil {
 		cancel()
-		t.Fatalf("starting %s: %v", bins.collectd, err)
+		t.Fatalf("starting %s: %v", bins.Collectd, err)
 	}
 	go func() {
 		_ = d.cmd.Wait()
@@ -455,14 +429,12 @@ func push(t *testing.T, addr string, msgs ...message) {
 		}
 	}
 	for _, m := range msgs {
-		for i, frame := range m {
-			flag := zmq.SNDMORE
-			if i == len(m)-1 {
-				flag = 0
-			}
-			if _, err := s.Send(frame, flag); err != nil {
-				t.Fatalf("pushing %q to %s: %v", m, addr, err)
-			}
+		frames := make([]any, len(m))
+		for i, f := range m {
+			frames[i] = f
+		}
+		if _, err := s.SendMessage(frames...); err != nil {
+			t.Fatalf("pushing %q to %s: %v", m, addr, err)
 		}
 	}
 	if err := s.Close(); err != nil {
@@ -595,7 +567,7 @@ func TestIntegrationQuitViaGstatsctl(t *testing.T) {
 	d := startDaemon(t, wildcard...)
 	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
 	defer cancel()
-	ctl := exec.CommandContext(ctx, bins.ctl, "-c", d.comm, "quit")
+	ctl := exec.CommandContext(ctx, bins.Ctl, "-c", d.comm, "quit")
 	var stdout, stderr bytes.Buffer
 	ctl.Stdout, ctl.Stderr = &stdout, &stderr
 	if err := ctl.Run(); err != nil {
@@ -746,7 +718,7 @@ func TestIntegrationDefaultAddresses(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
 	defer cancel()
-	ctl := exec.CommandContext(ctx, bins.ctl, "stats")
+	ctl := exec.CommandContext(ctx, bins.Ctl, "stats")
 	var stdout, stderr bytes.Buffer
 	ctl.Stdout, ctl.Stderr = &stdout, &stderr
 	if err := ctl.Run(); err != nil {

@@ -94,14 +94,12 @@ func (c *collector) feed(t *testing.T, msgs ...[]string) {
 	}
 	s := c.push
 	for _, m := range msgs {
-		for i, frame := range m {
-			flag := zmq.SNDMORE
-			if i == len(m)-1 {
-				flag = 0
-			}
-			if _, err := s.Send(frame, flag); err != nil {
-				t.Fatalf("pushing %q: %v", m, err)
-			}
+		frames := make([]any, len(m))
+		for i, f := range m {
+			frames[i] = f
+		}
+		if _, err := s.SendMessage(frames...); err != nil {
+			t.Fatalf("pushing %q: %v", m, err)
 		}
 	}
 	c.sent += int64(len(msgs))

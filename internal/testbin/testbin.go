@@ -5,13 +5,17 @@ package testbin
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"testing"
+	"time"
 )
 
 // Packages are the commands the integration tests run.
@@ -81,4 +85,40 @@ func Endpoints(log string) (stats, comm string, ok bool) {
 		return "", "", false
 	}
 	return m[1], m[2], true
+}
+
+// Paths are where Main put the binaries.
+type Paths struct {
+	Collectd string // gstats-collectd
+	Ctl      string // gstatsctl
+}
+
+// buildTimeout bounds a cold build of both binaries.
+const buildTimeout = 10 * time.Minute
+
+// Main is the body of a TestMain for packages that run the binaries. Under
+// -short it only runs the tests (the integration tests skip themselves).
+// Otherwise it builds gstats-collectd and gstatsctl into a temporary
+// directory, records their paths in p, runs the tests and removes the
+// directory. It returns the exit code.
+func Main(m *testing.M, p *Paths) int {
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "gstats-bin-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "creating a directory for the binaries: %v\n", err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	if err := Build(ctx, dir, Collectd, Ctl); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	p.Collectd = filepath.Join(dir, "gstats-collectd")
+	p.Ctl = filepath.Join(dir, "gstatsctl")
+	return m.Run()
 }
