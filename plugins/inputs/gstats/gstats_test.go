@@ -42,21 +42,34 @@ func startPlugin(t *testing.T, edit func(*Gstats)) (*Gstats, *testutil.Accumulat
 	return g, acc
 }
 
-// pusher connects a PUSH socket to the plugin's stats endpoint.
+// pusher connects a PUSH socket to the plugin's stats endpoint, closed at
+// cleanup.
 func pusher(t *testing.T, g *Gstats) *zmq.Socket {
+	t.Helper()
+	s := newPusher(t, g)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// newPusher connects a PUSH socket the caller closes. Sends block rather
+// than drop, and Close waits for what is queued to leave.
+func newPusher(t *testing.T, g *Gstats) *zmq.Socket {
 	t.Helper()
 	stats, _ := g.Endpoints()
 	s, err := zmq.NewSocket(zmq.PUSH)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetLinger(2 * time.Second); err != nil {
-		t.Fatal(err)
+	for _, set := range []func() error{
+		func() error { return s.SetLinger(10 * time.Second) },
+		func() error { return s.SetSndhwm(0) },
+		func() error { return s.Connect(stats) },
+	} {
+		if err := set(); err != nil {
+			_ = s.Close()
+			t.Fatal(err)
+		}
 	}
-	if err := s.Connect(stats); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -521,7 +534,7 @@ func TestIntegrationStopProcessesWhatWasReceivedAndLeavesNothing(t *testing.T) {
 		if err := g.Start(&testutil.Accumulator{}); err != nil {
 			t.Fatal(err)
 		}
-		push := pusherNoCleanup(t, g)
+		push := newPusher(t, g)
 		const n = 20000
 		for range n {
 			send(t, push, "app", "1")
@@ -540,21 +553,6 @@ func TestIntegrationStopProcessesWhatWasReceivedAndLeavesNothing(t *testing.T) {
 	if fds := countFDs(t); fds > fdsBefore+2 {
 		t.Errorf("file descriptors: %d before, %d after", fdsBefore, fds)
 	}
-}
-
-func pusherNoCleanup(t *testing.T, g *Gstats) *zmq.Socket {
-	t.Helper()
-	stats, _ := g.Endpoints()
-	s, err := zmq.NewSocket(zmq.PUSH)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = s.SetLinger(10 * time.Second)
-	_ = s.SetSndhwm(0)
-	if err := s.Connect(stats); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 func countFDs(t *testing.T) int {
