@@ -20,20 +20,29 @@ import (
 	"github.com/gstats/gstats/wire"
 )
 
-// startPlugin starts a plugin on ephemeral loopback ports; edit adjusts the
-// configuration first. Stop runs at cleanup.
-func startPlugin(t *testing.T, edit func(*Gstats)) (*Gstats, *testutil.Accumulator) {
-	t.Helper()
+// initPlugin returns an initialised plugin with a quiet logger bound to the
+// given addresses ("" disables the control socket); edit, if set, adjusts
+// the configuration before Init.
+func initPlugin(tb testing.TB, stats, comm string, edit func(*Gstats)) *Gstats {
+	tb.Helper()
 	g := New()
-	g.StatsAddress = "tcp://127.0.0.1:*"
-	g.CommAddress = "tcp://127.0.0.1:*"
+	g.StatsAddress = stats
+	g.CommAddress = comm
 	g.Log = testutil.Logger{Quiet: true}
 	if edit != nil {
 		edit(g)
 	}
 	if err := g.Init(); err != nil {
-		t.Fatalf("Init: %v", err)
+		tb.Fatalf("Init: %v", err)
 	}
+	return g
+}
+
+// startPlugin starts a plugin on ephemeral loopback ports; edit adjusts the
+// configuration first. Stop runs at cleanup.
+func startPlugin(t *testing.T, edit func(*Gstats)) (*Gstats, *testutil.Accumulator) {
+	t.Helper()
+	g := initPlugin(t, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", edit)
 	acc := &testutil.Accumulator{}
 	if err := g.Start(acc); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -524,13 +533,7 @@ func TestIntegrationStopProcessesWhatWasReceivedAndLeavesNothing(t *testing.T) {
 	before := runtime.NumGoroutine()
 	fdsBefore := countFDs(t)
 	for range 3 {
-		g := New()
-		g.StatsAddress = "tcp://127.0.0.1:*"
-		g.CommAddress = "tcp://127.0.0.1:*"
-		g.Log = testutil.Logger{Quiet: true}
-		if err := g.Init(); err != nil {
-			t.Fatal(err)
-		}
+		g := initPlugin(t, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", nil)
 		if err := g.Start(&testutil.Accumulator{}); err != nil {
 			t.Fatal(err)
 		}
@@ -567,13 +570,7 @@ func countFDs(t *testing.T) int {
 func TestIntegrationBindErrors(t *testing.T) {
 	g, _ := startPlugin(t, nil)
 	stats, _ := g.Endpoints()
-	g2 := New()
-	g2.StatsAddress = stats
-	g2.CommAddress = "tcp://127.0.0.1:*"
-	g2.Log = testutil.Logger{Quiet: true}
-	if err := g2.Init(); err != nil {
-		t.Fatal(err)
-	}
+	g2 := initPlugin(t, stats, "tcp://127.0.0.1:*", nil)
 	err := g2.Start(&testutil.Accumulator{})
 	if err == nil {
 		g2.Stop()
@@ -588,13 +585,7 @@ func TestIntegrationBindErrors(t *testing.T) {
 
 	// A control address in use: the ingest socket already bound is released.
 	_, comm := g.Endpoints()
-	g4 := New()
-	g4.StatsAddress = "tcp://127.0.0.1:*"
-	g4.CommAddress = comm
-	g4.Log = testutil.Logger{Quiet: true}
-	if err := g4.Init(); err != nil {
-		t.Fatal(err)
-	}
+	g4 := initPlugin(t, "tcp://127.0.0.1:*", comm, nil)
 	done := make(chan error, 1)
 	go func() { done <- g4.Start(&testutil.Accumulator{}) }()
 	select {
@@ -607,13 +598,7 @@ func TestIntegrationBindErrors(t *testing.T) {
 		t.Fatal("Start hung after a failed control bind")
 	}
 
-	g3 := New()
-	g3.StatsAddress = "tcp://192.0.2.1:2345" // TEST-NET-1: not on this machine
-	g3.Log = testutil.Logger{Quiet: true}
-	g3.CommAddress = ""
-	if err := g3.Init(); err != nil {
-		t.Fatal(err)
-	}
+	g3 := initPlugin(t, "tcp://192.0.2.1:2345", "", nil) // TEST-NET-1: not on this machine
 	if err := g3.Start(&testutil.Accumulator{}); err == nil || !strings.Contains(err.Error(), "not on this machine") {
 		g3.Stop()
 		t.Errorf("bind to a foreign address: %v", err)

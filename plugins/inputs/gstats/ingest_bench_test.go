@@ -110,13 +110,7 @@ func drainBare(b *testing.B, addr string, n int) time.Duration {
 // handle n messages, and how many it accepted.
 func drainGstats(b *testing.B, addr string, n int) (time.Duration, int64) {
 	b.Helper()
-	g := New()
-	g.StatsAddress = addr
-	g.CommAddress = ""
-	g.Log = testutil.Logger{Quiet: true}
-	if err := g.Init(); err != nil {
-		b.Fatal(err)
-	}
+	g := initPlugin(b, addr, "", nil)
 	t0 := time.Now()
 	if err := g.Start(&testutil.Accumulator{}); err != nil {
 		b.Fatal(err)
