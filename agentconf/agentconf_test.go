@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/influxdata/telegraf/plugins/outputs/file"
+	"github.com/influxdata/telegraf/plugins/outputs/influxdb"
+	"github.com/influxdata/telegraf/plugins/outputs/influxdb_v2"
+
 	"github.com/gstats/gstats/plugins/inputs/gstats"
 )
 
@@ -135,4 +139,164 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error does not name the file: %v", err)
 		}
 	})
+}
+
+func TestParseAgentAndOutputs(t *testing.T) {
+	t.Setenv("GSTATS_TEST_TOKEN", "s3cret")
+	t.Setenv("GSTATS_TEST_EMPTY", "")
+	text := `
+[agent]
+  interval = "2s"
+  flush_interval = "3s"
+  metric_batch_size = 50
+  metric_buffer_limit = 500
+  hostname = "web-1"
+[global_tags]
+  dc = "par1"
+[[inputs.gstats]]
+  window = "1m"
+[[outputs.file]]
+  files = ["stdout", "/tmp/gstats.lp"]
+  influx_sort_fields = true
+[[outputs.influxdb]]
+  urls = ["http://127.0.0.1:8086"]
+  database = "${GSTATS_TEST_DB-gstats}"
+  timeout = "7s"
+  startup_error_behavior = "retry"
+[[outputs.influxdb]]
+  alias = "backup"
+  urls = ["http://127.0.0.2:8086"]
+  database = "${GSTATS_TEST_EMPTY:-fallback}"
+[[outputs.influxdb_v2]]
+  urls = ["http://127.0.0.1:8087"]
+  token = "${GSTATS_TEST_TOKEN}"
+  organization = "org"
+  bucket = "gstats"
+  metric_batch_size = 10
+`
+	cfg, err := Parse("full.conf", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Agent
+	if time.Duration(a.Interval) != 2*time.Second || time.Duration(a.FlushInterval) != 3*time.Second ||
+		a.MetricBatchSize != 50 || a.MetricBufferLimit != 500 || a.Hostname != "web-1" || a.OmitHostname {
+		t.Errorf("agent: %+v", a)
+	}
+	if !reflect.DeepEqual(cfg.GlobalTags, map[string]string{"dc": "par1"}) {
+		t.Errorf("global tags: %v", cfg.GlobalTags)
+	}
+	if time.Duration(cfg.Gstats.Window) != time.Minute {
+		t.Errorf("window: %s", time.Duration(cfg.Gstats.Window))
+	}
+	wantSections := []string{"agent", "global_tags", "outputs.file", "outputs.influxdb", "outputs.influxdb_v2"}
+	if !reflect.DeepEqual(cfg.Sections, wantSections) {
+		t.Errorf("sections %v, want %v", cfg.Sections, wantSections)
+	}
+	var labels []string
+	for _, o := range cfg.Outputs {
+		labels = append(labels, o.Label())
+	}
+	if want := []string{"outputs.file", "outputs.influxdb", "outputs.influxdb #2", "outputs.influxdb_v2"}; !reflect.DeepEqual(labels, want) {
+		t.Fatalf("outputs %v, want %v", labels, want)
+	}
+	f := cfg.Outputs[0].Plugin.(*file.File)
+	if !reflect.DeepEqual(f.Files, []string{"stdout", "/tmp/gstats.lp"}) || !cfg.Outputs[0].Serializer.SortFields || cfg.Outputs[0].Serializer.DataFormat != "influx" {
+		t.Errorf("file output: %+v %+v", f, cfg.Outputs[0].Serializer)
+	}
+	v1 := cfg.Outputs[1].Plugin.(*influxdb.InfluxDB)
+	if !reflect.DeepEqual(v1.URLs, []string{"http://127.0.0.1:8086"}) || v1.Database != "gstats" || time.Duration(v1.Timeout) != 7*time.Second ||
+		cfg.Outputs[1].Common.StartupErrorBehavior != "retry" {
+		t.Errorf("influxdb output: urls %v db %q timeout %s common %+v", v1.URLs, v1.Database, time.Duration(v1.Timeout), cfg.Outputs[1].Common)
+	}
+	v1b := cfg.Outputs[2].Plugin.(*influxdb.InfluxDB)
+	if v1b.Database != "fallback" || cfg.Outputs[2].Common.Alias != "backup" {
+		t.Errorf("second influxdb output: db %q alias %q", v1b.Database, cfg.Outputs[2].Common.Alias)
+	}
+	v2 := cfg.Outputs[3].Plugin.(*influxdb_v2.InfluxDB)
+	tok, err := v2.Token.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Destroy()
+	if tok.String() != "s3cret" || v2.Bucket != "gstats" || v2.Organization != "org" || cfg.Outputs[3].Common.MetricBatchSize != 10 {
+		t.Errorf("influxdb_v2 output: %+v token %q", v2, tok.String())
+	}
+}
+
+func TestParseDefaultsWithoutAgent(t *testing.T) {
+	cfg, err := Parse("min.conf", []byte("[[inputs.gstats]]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(cfg.Agent.Interval) != DefaultInterval || time.Duration(cfg.Agent.FlushInterval) != DefaultFlushInterval ||
+		cfg.Agent.MetricBatchSize != DefaultMetricBatchSize || cfg.Agent.MetricBufferLimit != DefaultMetricBufferLimit {
+		t.Errorf("agent defaults: %+v", cfg.Agent)
+	}
+	if len(cfg.Outputs) != 0 || len(cfg.Sections) != 0 {
+		t.Errorf("outputs %v sections %v", cfg.Outputs, cfg.Sections)
+	}
+}
+
+func TestParseErrorsNameFileAndKey(t *testing.T) {
+	cases := []struct {
+		name    string
+		text    string
+		wantErr []string
+	}{
+		{"agent typo", "[agent]\n  intervall = \"1s\"\n[[inputs.gstats]]\n", []string{"bad.conf", `"agent.intervall"`, "unknown key"}},
+		{"agent bad duration", "[agent]\n  interval = \"often\"\n[[inputs.gstats]]\n", []string{"bad.conf", "[agent]", "interval", "often"}},
+		{"agent zero interval", "[agent]\n  interval = \"0s\"\n[[inputs.gstats]]\n", []string{"bad.conf", "[agent]", "interval must be positive"}},
+		{"agent buffer below batch", "[agent]\n  metric_batch_size = 100\n  metric_buffer_limit = 10\n[[inputs.gstats]]\n", []string{"bad.conf", "metric_buffer_limit (10)"}},
+		{"output typo", "[[inputs.gstats]]\n[[outputs.influxdb]]\n  url = \"http://127.0.0.1:8086\"\n", []string{"bad.conf", `"outputs.influxdb.url"`, "unknown key"}},
+		{"output wrong type", "[[inputs.gstats]]\n[[outputs.influxdb]]\n  urls = \"http://127.0.0.1:8086\"\n", []string{"bad.conf", "[[outputs.influxdb]] #1", "urls"}},
+		{"second output bad duration", "[[inputs.gstats]]\n[[outputs.influxdb]]\n[[outputs.influxdb]]\n  timeout = \"soon\"\n", []string{"bad.conf", "[[outputs.influxdb]] #2", "timeout", "soon"}},
+		{"data format", "[[inputs.gstats]]\n[[outputs.file]]\n  data_format = \"json\"\n", []string{"bad.conf", "data_format \"json\" is not supported"}},
+		{"serializer key on influxdb", "[[inputs.gstats]]\n[[outputs.influxdb]]\n  data_format = \"influx\"\n", []string{"bad.conf", `"outputs.influxdb.data_format"`}},
+		{"startup behaviour", "[[inputs.gstats]]\n[[outputs.file]]\n  startup_error_behavior = \"panic\"\n", []string{"bad.conf", "startup_error_behavior \"panic\""}},
+		{"other input", "[[inputs.gstats]]\n[[inputs.cpu]]\n  percpu = true\n", []string{"bad.conf", "unsupported plugin(s) inputs.cpu"}},
+		{"other output", "[[inputs.gstats]]\n[[outputs.kafka]]\n", []string{"bad.conf", "unsupported plugin(s) outputs.kafka", "file, influxdb, influxdb_v2"}},
+		{"processor", "[[inputs.gstats]]\n[[processors.rename]]\n", []string{"bad.conf", "processors.rename"}},
+		{"global tag not a string", "[global_tags]\n  dc = 1\n[[inputs.gstats]]\n", []string{"bad.conf", "global_tags"}},
+		{"required variable", "[[inputs.gstats]]\n  stats_address = \"${GSTATS_TEST_UNSET_VAR:?set the address}\"\n", []string{"bad.conf", "line 2", "GSTATS_TEST_UNSET_VAR: set the address"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("bad.conf", []byte(tc.text))
+			if err == nil {
+				t.Fatalf("Parse succeeded, want an error containing %q", tc.wantErr)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestExpandEnv(t *testing.T) {
+	t.Setenv("GSTATS_T_SET", "v")
+	t.Setenv("GSTATS_T_EMPTY", "")
+	cases := []struct{ in, want string }{
+		{"a = \"$GSTATS_T_SET\"", "a = \"v\""},
+		{"a = \"${GSTATS_T_SET}\"", "a = \"v\""},
+		{"a = \"${GSTATS_T_EMPTY:-d}\"", "a = \"d\""},
+		{"a = \"${GSTATS_T_EMPTY-d}\"", "a = \"\""},
+		{"a = \"${GSTATS_T_UNSET-d}\"", "a = \"d\""},
+		{"a = \"${GSTATS_T_SET:?no}\"", "a = \"v\""},
+		{"a = \"$$GSTATS_T_SET\"", "a = \"$GSTATS_T_SET\""},
+		{"# ${GSTATS_T_UNSET}", "# ${GSTATS_T_UNSET}"},
+	}
+	for _, c := range cases {
+		got, err := expandEnv(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("expandEnv(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"${GSTATS_T_UNSET}", "${GSTATS_T_EMPTY:?}", "${GSTATS_T_UNSET?gone}"} {
+		if _, err := expandEnv(bad); err == nil {
+			t.Errorf("expandEnv(%q) succeeded", bad)
+		}
+	}
 }

@@ -15,15 +15,16 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/influxdata/telegraf"
 	"github.com/influxdata/telegraf/config"
+	telegrafLogger "github.com/influxdata/telegraf/logger"
+	"github.com/influxdata/telegraf/plugins/common/shim"
 
 	"github.com/gstats/gstats/agentconf"
 	"github.com/gstats/gstats/internal/logging"
+	"github.com/gstats/gstats/internal/pipeline"
 	"github.com/gstats/gstats/internal/version"
 	"github.com/gstats/gstats/plugins/inputs/gstats"
 )
@@ -53,6 +54,8 @@ type options struct {
 	logLevel     string
 	version      bool
 	sampleConfig bool
+	execd        bool
+	pollInterval time.Duration
 }
 
 const usageText = `Usage: gstats-collectd [options]
@@ -70,15 +73,25 @@ Options:
   -l LENGTH, --buffer-length=LENGTH
                         compute statistics over the last LENGTH seconds [600]
                         (a duration such as 10m is accepted too)
-  --config=FILE         read settings from FILE, a TOML file with one
-                        [[inputs.gstats]] section; options given on the
-                        command line override it
+  --config=FILE         read settings from FILE: one [[inputs.gstats]]
+                        section, and optionally [agent], [global_tags] and
+                        [[outputs.file]], [[outputs.influxdb]] or
+                        [[outputs.influxdb_v2]] sections; options given on
+                        the command line override it
+  --execd               run under Telegraf's inputs.execd: write metrics as
+                        line protocol to stdout and logs with E!/W!/I!/D!
+                        prefixes to stderr; gather on each line read from
+                        stdin and every --poll-interval; stop at the end of
+                        stdin. FILE then holds only [[inputs.gstats]].
+  --poll-interval=D     with --execd, also gather every D [10s]; 0 gathers
+                        only when Telegraf asks (signal = "STDIN")
   --sample-config       print the [[inputs.gstats]] sample configuration
   --log-level=LEVEL     error, warn, info, debug or trace [info]
   --version             print the version and exit
 
 Signals: SIGTERM, SIGINT and SIGQUIT stop the collector after processing
-what it already received; SIGUSR1 resets the statistics.
+what it already received and writing a last set of metrics to the outputs;
+SIGUSR1 resets the statistics.
 
 For the format of ZeroMQ addresses, see zmq_bind(3).
 `
@@ -103,6 +116,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, map[string]bo
 	fs.StringVar(&o.logLevel, "log-level", "info", "")
 	fs.BoolVar(&o.version, "version", false, "")
 	fs.BoolVar(&o.sampleConfig, "sample-config", false, "")
+	fs.BoolVar(&o.execd, "execd", false, "")
+	fs.DurationVar(&o.pollInterval, "poll-interval", 10*time.Second, "")
 	if err := fs.Parse(splitShort(args, "scl", longFlags(fs))); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageText)
@@ -186,34 +201,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, gstats.New().SampleConfig())
 		return nil
 	}
+	if set["poll-interval"] && !o.execd {
+		return usageError{errors.New("--poll-interval needs --execd")}
+	}
+	if o.pollInterval < 0 {
+		return usageError{fmt.Errorf("--poll-interval must not be negative, got %s", o.pollInterval)}
+	}
 	level, err := logging.ParseLevel(o.logLevel)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var log *slog.Logger
+	if o.execd {
+		log = slog.New(logging.NewPrefixHandler(stderr, level))
+	} else {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	}
+	// The Telegraf libraries (outputs, the shim) log through Telegraf's
+	// logger; send it through ours so every line has one format.
+	telegrafLogger.RedirectLogging(logging.NewLineWriter(log))
 
-	plugin := gstats.New()
-	if o.configFile != "" {
-		cfg, err := agentconf.Load(o.configFile)
-		if err != nil {
-			return err
-		}
-		plugin = cfg.Gstats
-		log.Info("configuration loaded", "file", o.configFile)
+	cfg, err := loadConfig(o, set, log)
+	if err != nil {
+		return err
 	}
-	if set["s"] || set["stats-address"] {
-		plugin.StatsAddress = o.statsAddress
-	}
-	if set["c"] || set["comm-address"] {
-		plugin.CommAddress = o.commAddress
-	}
-	if set["l"] || set["buffer-length"] {
-		d, err := parseLength(o.bufferLength)
-		if err != nil {
-			return err
-		}
-		plugin.Window = config.Duration(d)
-	}
+	plugin := cfg.Gstats
 	plugin.Log = logging.New(log.With("plugin", "inputs.gstats"))
 	if err := plugin.Init(); err != nil {
 		if o.configFile != "" {
@@ -222,66 +234,116 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 
-	quit := make(chan struct{})
-	var quitOnce sync.Once
-	plugin.SetQuitHandler(func() { quitOnce.Do(func() { close(quit) }) })
-
 	// SIGUSR1 resets the statistics: the one place it is wired.
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
+	resetDone := make(chan struct{})
+	defer close(resetDone)
+	go func() {
+		for {
+			select {
+			case <-usr1:
+				plugin.Reset()
+				log.Info("statistics reset by SIGUSR1")
+			case <-resetDone:
+				return
+			}
+		}
+	}()
 
-	log.Info("starting gstats-collectd", "version", version.Version, "pid", os.Getpid())
-	if err := plugin.Start(&logAccumulator{log: log}); err != nil {
+	if o.execd {
+		return runExecd(plugin, o, log)
+	}
+	return runStandalone(ctx, cfg, plugin, log)
+}
+
+// loadConfig reads --config (or takes the defaults) and applies the
+// command-line options over it.
+func loadConfig(o options, set map[string]bool, log *slog.Logger) (*agentconf.Config, error) {
+	var cfg *agentconf.Config
+	if o.configFile != "" {
+		c, err := agentconf.Load(o.configFile)
+		if err != nil {
+			return nil, err
+		}
+		if o.execd && len(c.Sections) > 0 {
+			return nil, fmt.Errorf("%s: with --execd the file holds only [[inputs.gstats]], found %s: Telegraf's own configuration sets the agent and the outputs",
+				o.configFile, strings.Join(c.Sections, ", "))
+		}
+		cfg = c
+		log.Info("configuration loaded", "file", o.configFile)
+	} else {
+		c, err := agentconf.Parse("defaults", []byte("[[inputs.gstats]]\n"))
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	}
+	if set["s"] || set["stats-address"] {
+		cfg.Gstats.StatsAddress = o.statsAddress
+	}
+	if set["c"] || set["comm-address"] {
+		cfg.Gstats.CommAddress = o.commAddress
+	}
+	if set["l"] || set["buffer-length"] {
+		d, err := parseLength(o.bufferLength)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Gstats.Window = config.Duration(d)
+	}
+	return cfg, nil
+}
+
+// runStandalone runs the plugin with the configured outputs until ctx is
+// done or a QUIT command arrives.
+func runStandalone(ctx context.Context, cfg *agentconf.Config, plugin *gstats.Gstats, log *slog.Logger) error {
+	p, err := pipeline.New(cfg, log)
+	if err != nil {
+		return fmt.Errorf("invalid output configuration: %w", err)
+	}
+	signalled := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	plugin.SetQuitHandler(cancel)
+	go func() {
+		<-ctx.Done()
+		if signalled.Err() != nil {
+			log.Info("stop signal received; stopping")
+		} else {
+			log.Info("QUIT received; stopping")
+		}
+	}()
+
+	log.Info("starting gstats-collectd", "version", version.Version, "pid", os.Getpid(),
+		"interval", time.Duration(cfg.Agent.Interval), "flush_interval", time.Duration(cfg.Agent.FlushInterval),
+		"outputs", strings.Join(p.Outputs(), ","))
+	t0 := time.Now()
+	if err := p.Run(ctx, plugin); err != nil {
 		return err
 	}
-	for {
-		select {
-		case <-usr1:
-			plugin.Reset()
-			log.Info("statistics reset by SIGUSR1")
-			continue
-		case <-ctx.Done():
-			log.Info("stop signal received; stopping")
-		case <-quit:
-		}
-		break
-	}
-	t0 := time.Now()
-	plugin.Stop()
 	log.Info("gstats-collectd stopped", "took", time.Since(t0).Round(time.Microsecond))
 	return nil
 }
 
-// logAccumulator is the accumulator of a host without outputs: it logs the
-// errors a plugin reports and drops metrics.
-type logAccumulator struct {
-	log *slog.Logger
-}
-
-func (*logAccumulator) AddFields(string, map[string]any, map[string]string, ...time.Time)    {}
-func (*logAccumulator) AddGauge(string, map[string]any, map[string]string, ...time.Time)     {}
-func (*logAccumulator) AddCounter(string, map[string]any, map[string]string, ...time.Time)   {}
-func (*logAccumulator) AddSummary(string, map[string]any, map[string]string, ...time.Time)   {}
-func (*logAccumulator) AddHistogram(string, map[string]any, map[string]string, ...time.Time) {}
-func (*logAccumulator) AddMetric(telegraf.Metric)                                            {}
-func (*logAccumulator) SetPrecision(time.Duration)                                           {}
-func (a *logAccumulator) AddError(err error) {
-	if err != nil {
-		a.log.Error(err.Error())
+// runExecd runs the plugin under Telegraf's execd shim: line protocol on
+// stdout, a gather per line on stdin and every poll interval, and a clean
+// stop (with a final gather) at the end of stdin or on SIGTERM/SIGINT.
+func runExecd(plugin *gstats.Gstats, o options, log *slog.Logger) error {
+	s := shim.New()
+	// Set the input directly rather than with AddInput, which would replace
+	// the plugin's logger with one execd cannot read the levels of; Init
+	// has run already.
+	s.Input = plugin
+	poll := o.pollInterval
+	if poll == 0 {
+		poll = shim.PollIntervalDisabled
 	}
+	log.Info("starting gstats-collectd under execd", "version", version.Version, "pid", os.Getpid(), "poll_interval", o.pollInterval)
+	if err := s.RunInput(poll); err != nil {
+		return err
+	}
+	log.Info("gstats-collectd stopped")
+	return nil
 }
-func (a *logAccumulator) WithTracking(int) telegraf.TrackingAccumulator {
-	return &logTracking{logAccumulator: a}
-}
-
-// logTracking drops tracked metrics too; with no output nothing is ever
-// delivered, so Delivered never yields.
-type logTracking struct {
-	*logAccumulator
-	delivered chan telegraf.DeliveryInfo
-}
-
-func (*logTracking) AddTrackingMetric(telegraf.Metric) telegraf.TrackingID        { return 0 }
-func (*logTracking) AddTrackingMetricGroup([]telegraf.Metric) telegraf.TrackingID { return 0 }
-func (t *logTracking) Delivered() <-chan telegraf.DeliveryInfo                    { return t.delivered }

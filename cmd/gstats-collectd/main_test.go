@@ -75,6 +75,9 @@ func TestParseFlags(t *testing.T) {
 		{"-log-level=debug", []string{"-log-level=debug"}, options{logLevel: "debug"}, []string{"log-level"}},
 		{"-sample-config", []string{"-sample-config"}, options{sampleConfig: true, logLevel: "info"}, []string{"sample-config"}},
 		{"--version", []string{"--version"}, options{version: true, logLevel: "info"}, []string{"version"}},
+		{"--execd", []string{"--execd", "--config", "p.conf"}, options{execd: true, configFile: "p.conf", logLevel: "info"}, []string{"config", "execd"}},
+		{"--poll-interval 0", []string{"--execd", "--poll-interval", "0"}, options{execd: true, pollInterval: -1, logLevel: "info"}, []string{"execd", "poll-interval"}},
+		{"--poll-interval=1m", []string{"--execd", "--poll-interval=1m"}, options{execd: true, pollInterval: time.Minute, logLevel: "info"}, []string{"execd", "poll-interval"}},
 		{
 			"all three, mixed styles",
 			[]string{"-stcp://127.0.0.2:7000", "--comm-address", addr, "-l", "60"},
@@ -88,6 +91,12 @@ func TestParseFlags(t *testing.T) {
 			got, set, err := parseFlags(tt.args, &stdout, &stderr)
 			if err != nil {
 				t.Fatalf("parseFlags(%q): %v\nstderr: %s", tt.args, err, stderr.String())
+			}
+			switch tt.want.pollInterval {
+			case 0: // the default
+				tt.want.pollInterval = 10 * time.Second
+			case -1: // given as 0
+				tt.want.pollInterval = 0
 			}
 			if got != tt.want {
 				t.Errorf("parseFlags(%q) = %+v, want %+v", tt.args, got, tt.want)

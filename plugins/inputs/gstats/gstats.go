@@ -54,6 +54,8 @@ type Gstats struct {
 	started time.Time
 	stats   counters
 
+	acc      telegraf.Accumulator // from Start; Stop gathers into it once more
+	self     selfStats
 	running  bool
 	statsEP  string // endpoints actually bound (ports resolved)
 	commEP   string
@@ -188,7 +190,7 @@ func checkAddress(key, addr string, mayBeEmpty bool) error {
 }
 
 // Start binds the ingest and control sockets and starts serving them.
-func (g *Gstats) Start(telegraf.Accumulator) error {
+func (g *Gstats) Start(acc telegraf.Accumulator) error {
 	win, err := window.New(g.windowConfig())
 	if err != nil {
 		return fmt.Errorf("creating window: %w", err)
@@ -250,6 +252,8 @@ func (g *Gstats) Start(telegraf.Accumulator) error {
 	}
 	ok = true
 	g.running = true
+	g.acc = acc
+	g.self = registerSelfStats(g.statsEP)
 	g.wg.Add(1)
 	go in.run()
 	if ctl != nil {
@@ -362,7 +366,9 @@ func (g *Gstats) Gather(acc telegraf.Accumulator) error {
 	for name, st := range all {
 		acc.AddFields("gstats", g.fields(st), map[string]string{"prefix": name}, ts)
 	}
-	acc.AddFields("gstats_internal", g.stats.fields(nprefix), nil, ts)
+	internal := g.stats.fields(nprefix)
+	acc.AddFields("gstats_internal", internal, nil, ts)
+	g.self.set(internal)
 	return nil
 }
 
@@ -419,8 +425,11 @@ func percentileField(p float64) string {
 	return "p" + strings.ReplaceAll(strconv.FormatFloat(p, 'f', -1, 64), ".", "_") + "_ms"
 }
 
-// Stop stops reading, processes every message already received, and
-// returns once no goroutine or socket of the plugin is left.
+// Stop stops reading, processes every message already received, gathers
+// once more into the accumulator Start was given (so the last interval's
+// traffic reaches the outputs: Telegraf and its execd shim still read it
+// while Stop runs), and returns once no goroutine or socket of the plugin
+// is left.
 func (g *Gstats) Stop() {
 	g.stopOnce.Do(func() {
 		if !g.running {
@@ -441,6 +450,11 @@ func (g *Gstats) Stop() {
 			g.Log.Errorf("terminating zmq context: %v", err)
 		}
 		g.running = false
+		if g.acc != nil {
+			if err := g.Gather(g.acc); err != nil {
+				g.acc.AddError(fmt.Errorf("final gather: %w", err))
+			}
+		}
 		g.Log.Infof("stopped in %s: %d messages accepted, %d rejected", time.Since(t0).Round(time.Microsecond),
 			g.stats.accepted.Load(), g.stats.rejectedTotal())
 	})

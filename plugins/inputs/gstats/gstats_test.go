@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/influxdata/telegraf/config"
+	"github.com/influxdata/telegraf/selfstat"
 	"github.com/influxdata/telegraf/testutil"
 
 	"github.com/gstats/gstats/plugins/inputs/gstats/window"
@@ -530,9 +532,14 @@ func TestIntegrationVanishedControlClientDoesNotStallIngest(t *testing.T) {
 }
 
 func TestIntegrationStopProcessesWhatWasReceivedAndLeavesNothing(t *testing.T) {
-	before := runtime.NumGoroutine()
-	fdsBefore := countFDs(t)
-	for range 3 {
+	var before, fdsBefore int
+	// The first round opens what a process opens once (the runtime's
+	// poller, libzmq's first context); the later rounds must add nothing.
+	for round := range 4 {
+		if round == 1 {
+			before = runtime.NumGoroutine()
+			fdsBefore = countFDs(t)
+		}
 		g := initPlugin(t, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", nil)
 		if err := g.Start(&testutil.Accumulator{}); err != nil {
 			t.Fatal(err)
@@ -626,3 +633,71 @@ func TestIntegrationIPC(t *testing.T) {
 func mathExp(x float64) float64 { return math.Exp(x) }
 
 func newWindowFor(g *Gstats) (*window.Window, error) { return window.New(g.windowConfig()) }
+
+func TestIntegrationStopGathersWhatItReceived(t *testing.T) {
+	g := initPlugin(t, "tcp://127.0.0.1:*", "", nil)
+	acc := &testutil.Accumulator{}
+	if err := g.Start(acc); err != nil {
+		t.Fatal(err)
+	}
+	push := newPusher(t, g)
+	const n = 5000
+	for i := range n {
+		send(t, push, "final", "")
+		send(t, push, "final", strconv.Itoa(i%7), "200")
+	}
+	_ = push.Close()
+	waitFor(t, "the first messages", func() bool { return handled(g) > 0 })
+	// No Gather was called: everything must come from the one in Stop.
+	if acc.NMetrics() != 0 {
+		t.Fatalf("metrics before Stop: %d", acc.NMetrics())
+	}
+	g.Stop()
+	f := fieldsOf(t, acc, "final")
+	if f["started"] != int64(n) || f["finished"] != int64(n) || f["status_2xx"] != int64(n) || f["count"] != int64(n) {
+		t.Errorf("final gather fields: %v; want started = finished = status_2xx = count = %d", f, n)
+	}
+	if f["max_ms"] != 6.0 {
+		t.Errorf("final gather max_ms = %v, want 6", f["max_ms"])
+	}
+	internal, ok := acc.Get("gstats_internal")
+	if !ok || internal.Fields["accepted"] != int64(2*n) {
+		t.Errorf("final gstats_internal: %v", internal)
+	}
+	g.Stop() // idempotent: no second final gather
+	if got := len(acc.GetTelegrafMetrics()); got != 2 {
+		t.Errorf("%d metrics after two Stops, want 2 (gstats and gstats_internal once)", got)
+	}
+}
+
+func TestIntegrationSelfStatsRegistered(t *testing.T) {
+	g, acc := startPlugin(t, nil)
+	push := pusher(t, g)
+	send(t, push, "s", "")
+	send(t, push, "s", "nope")
+	waitFor(t, "both messages", func() bool { return handled(g) == 2 })
+	if err := g.Gather(acc); err != nil {
+		t.Fatal(err)
+	}
+	stats, _ := g.Endpoints()
+	want := map[string]int64{"accepted": 1, "rejected": 1, "rejected_bad_duration": 1, "prefixes": 1}
+	got := map[string]int64{}
+	for _, m := range selfstat.Metrics() {
+		if m.Name() != "internal_gstats" {
+			continue
+		}
+		if addr, _ := m.GetTag("stats_address"); addr != stats {
+			continue
+		}
+		for _, f := range m.FieldList() {
+			if v, ok := f.Value.(int64); ok {
+				got[f.Key] = v
+			}
+		}
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("internal_gstats %s = %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+}
