@@ -344,7 +344,7 @@ func freePort(t *testing.T) int {
 // gunicornOptions describe a gunicorn run with a hooks configuration file
 // from testdata/app.
 type gunicornOptions struct {
-	Config      string // file name in testdata/app, e.g. original_hooks.py
+	Config      string // file name in testdata/app, e.g. original_hooks.py, or an absolute path
 	WorkerClass string // sync or gthread
 	Workers     int
 	Threads     int
@@ -377,7 +377,11 @@ func startGunicorn(t *testing.T, o gunicornOptions) *gunicorn {
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-		cmd := exec.Command(gunicornPath, "--chdir", appDir, "-c", filepath.Join(appDir, o.Config), "app:application")
+		conf := o.Config
+		if !filepath.IsAbs(conf) {
+			conf = filepath.Join(appDir, conf)
+		}
+		cmd := exec.Command(gunicornPath, "--chdir", appDir, "-c", conf, "app:application")
 		cmd.Env = append(os.Environ(),
 			"PYTHONDONTWRITEBYTECODE=1", // keep testdata free of __pycache__
 			"GUNI_BIND="+addr,

@@ -38,9 +38,27 @@ func main() {
 		if errors.As(err, &u) {
 			os.Exit(2)
 		}
-		fmt.Fprintf(os.Stderr, "gstats-collectd: %v\n", err)
+		prefix := ""
+		if execdMode(os.Args[1:]) {
+			prefix = "E! " // the level Telegraf's execd reads
+		}
+		fmt.Fprintf(os.Stderr, "%sgstats-collectd: %v\n", prefix, err)
 		os.Exit(1)
 	}
+}
+
+// execdMode reports whether args ask for --execd, before or without a
+// successful parse.
+func execdMode(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--execd", "-execd", "--execd=true", "-execd=true":
+			return true
+		}
+	}
+	return false
 }
 
 // usageError is a command-line error; the flag package has printed it.

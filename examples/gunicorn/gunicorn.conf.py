@@ -2,8 +2,9 @@
 
 Every request sends a start message ([prefix, b""]) and a finish message
 ([prefix, b"<ms>", b"<status>"]) to gstats-collectd. One PUSH socket per
-worker process, created after fork; sends never block: with the collector
-down, messages are dropped, never queued in the application.
+worker process, connected right after fork (so it is connected before the
+worker's first request); sends never block: with the collector down,
+messages are dropped, never queued in the application.
 """
 import os
 import threading
@@ -40,6 +41,13 @@ def _send(frames):
             _socket().send_multipart(frames, flags=zmq.NOBLOCK)
     except zmq.ZMQError:
         pass  # collector down or queue full: drop, never hurt the request
+
+
+def post_fork(server, worker):
+    # Connect before the worker serves: with IMMEDIATE set, a message sent
+    # before the connection is up would be dropped.
+    with _lock:
+        _socket()
 
 
 def pre_request(worker, req):

@@ -91,6 +91,7 @@ func Endpoints(log string) (stats, comm string, ok bool) {
 type Paths struct {
 	Collectd string // gstats-collectd
 	Ctl      string // gstatsctl
+	Dir      string // the directory holding them, removed after the tests
 }
 
 // buildTimeout bounds a cold build of both binaries.
@@ -120,5 +121,6 @@ func Main(m *testing.M, p *Paths) int {
 	}
 	p.Collectd = filepath.Join(dir, "gstats-collectd")
 	p.Ctl = filepath.Join(dir, "gstatsctl")
+	p.Dir = dir
 	return m.Run()
 }
