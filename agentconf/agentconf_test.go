@@ -32,6 +32,9 @@ func TestRootSampleConfigLoads(t *testing.T) {
 	if !strings.Contains(string(root), gstats.New().SampleConfig()) {
 		t.Error("root sample.conf must hold the plugin's sample.conf verbatim")
 	}
+	if time.Duration(cfg.Agent.Interval) != DefaultInterval || len(cfg.Outputs) != 1 || cfg.Outputs[0].Label() != "outputs.file" {
+		t.Errorf("root sample.conf: agent %+v, outputs %v; want the defaults and line protocol to stdout", cfg.Agent, cfg.Outputs)
+	}
 }
 
 func TestParse(t *testing.T) {
@@ -298,5 +301,44 @@ func TestExpandEnv(t *testing.T) {
 		if _, err := expandEnv(bad); err == nil {
 			t.Errorf("expandEnv(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestRootSampleConfigOutputsParse uncomments the sample's commented
+// output sections and settings: each must be valid as written.
+func TestRootSampleConfigOutputsParse(t *testing.T) {
+	root, err := os.ReadFile(filepath.Join("..", "sample.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("INFLUX_USER", "u")
+	t.Setenv("INFLUX_PASSWORD", "p")
+	var lines []string
+	for _, line := range strings.Split(string(root), "\n") {
+		switch {
+		case strings.HasPrefix(line, "# [[outputs.") && strings.HasSuffix(line, "]]"):
+			line = strings.TrimPrefix(line, "# ")
+		case strings.HasPrefix(line, "#   # "):
+			line = "  " + strings.TrimPrefix(line, "#   # ")
+		case strings.HasPrefix(line, "#   "):
+			line = "  " + strings.TrimPrefix(line, "#   ")
+		case strings.HasPrefix(line, "  # ") && strings.Contains(line, " = "):
+			line = "  " + strings.TrimPrefix(line, "  # ") // commented defaults
+		}
+		lines = append(lines, line)
+	}
+	cfg, err := Parse("sample.conf (uncommented)", []byte(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, strings.Join(lines, "\n"))
+	}
+	var got []string
+	for _, o := range cfg.Outputs {
+		got = append(got, o.Label())
+	}
+	if want := []string{"outputs.file", "outputs.influxdb", "outputs.influxdb_v2"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("outputs %v, want %v", got, want)
+	}
+	if cfg.GlobalTags["dc"] != "par1" {
+		t.Errorf("global tags: %v", cfg.GlobalTags)
 	}
 }
