@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end on this machine: gstats-collectd on its default
-# addresses, a real gunicorn whose hooks push to it, traffic from curl, and
-# gstatsctl showing the result. DEMO_SECONDS (default 20) bounds the run;
+# addresses with the root sample.conf (metrics as line protocol on its
+# stdout every 10 s), a real gunicorn whose hooks push to it, traffic from
+# curl, and gstatsctl showing the result. DEMO_SECONDS (default 20) bounds the run;
 # DEMO_SECONDS=0 keeps it running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-bin/gstats-collectd >"$run/collectd.log" 2>&1 &
+bin/gstats-collectd --config sample.conf >"$run/metrics.lp" 2>"$run/collectd.log" &
 pids+=($!)
 for _ in $(seq 50); do bin/gstatsctl --timeout 200ms info >/dev/null 2>&1 && break; sleep 0.1; done
 bin/gstatsctl info || { cat "$run/collectd.log" >&2; exit 1; }
@@ -47,5 +48,7 @@ while true; do
   echo "---- gstatsctl stats ($(date +%T))"
   bin/gstatsctl stats
   bin/gstatsctl -v stats | sed -n '/^Window/,/^Status/p'
+  echo "---- last metric written (sample.conf: [[outputs.file]] to stdout)"
+  grep '^gstats,' "$run/metrics.lp" | tail -1 || echo "(none yet: the first comes after the 10 s interval)"
   if [ "$DEMO_SECONDS" -gt 0 ] && [ "$SECONDS" -ge "$end" ]; then break; fi
 done

@@ -203,6 +203,15 @@ func (p *Pipeline) gatherLoop(ctx context.Context, in Input, acc telegraf.Accumu
 }
 
 func (p *Pipeline) flushLoop(ctx context.Context, o *output) {
+	// Flush a moment after the gathers rather than at the same instant,
+	// so that with equal intervals each gather is written at once instead
+	// of one flush later.
+	lag := min(time.Second, time.Duration(p.agent.Interval)/10)
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(lag):
+	}
 	t := time.NewTicker(o.flush)
 	defer t.Stop()
 	for {

@@ -1,0 +1,150 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/influxdata/telegraf/plugins/parsers/influx"
+
+	"github.com/gstats/gstats/agentconf"
+	"github.com/gstats/gstats/internal/logging"
+)
+
+// TestRunWritesEveryIntervalAndOnStop runs the real plugin on loopback with
+// a file output: metrics carry the host and global tags, arrive every
+// interval, and the stop writes what came after the last interval.
+func TestRunWritesEveryIntervalAndOnStop(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.lp")
+	cfg, err := agentconf.Parse("test.conf", fmt.Appendf(nil, `
+[agent]
+  interval = "200ms"
+  flush_interval = "200ms"
+  hostname = "h1"
+[global_tags]
+  dc = "d1"
+  prefix = "must not override the plugin's tag"
+[[inputs.gstats]]
+  stats_address = "tcp://127.0.0.1:*"
+  comm_address = ""
+[[outputs.file]]
+  files = [%q]
+`, out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := cfg.Gstats
+	plugin.Log = logging.New(log)
+	if err := plugin.Init(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, plugin) }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	}()
+
+	var stats string
+	deadline := time.Now().Add(10 * time.Second)
+	for stats == "" {
+		stats, _ = plugin.Endpoints()
+		if time.Now().After(deadline) {
+			t.Fatal("the plugin did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	push, err := zmq.NewSocket(zmq.PUSH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = push.Close() }()
+	if err := push.Connect(stats); err != nil {
+		t.Fatal(err)
+	}
+	send := func(n int) {
+		for range n {
+			if _, err := push.SendMessage("p", ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := push.SendMessage("p", "5", "200"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send(10)
+	finished := func() int64 {
+		b, _ := os.ReadFile(out)
+		parser := &influx.Parser{}
+		if err := parser.Init(); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := parser.Parse(b)
+		if err != nil {
+			t.Fatalf("output is not line protocol: %v", err)
+		}
+		last := int64(-1)
+		for _, m := range ms {
+			if m.Name() != "gstats" {
+				continue
+			}
+			if h, _ := m.GetTag("host"); h != "h1" {
+				t.Fatalf("host tag %q", h)
+			}
+			if dc, _ := m.GetTag("dc"); dc != "d1" {
+				t.Fatalf("dc tag %q", dc)
+			}
+			if pr, _ := m.GetTag("prefix"); pr != "p" {
+				t.Fatalf("prefix tag %q: global tags must not replace the plugin's", pr)
+			}
+			v, _ := m.GetField("finished")
+			last, _ = v.(int64)
+		}
+		return last
+	}
+	for finished() != 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("finished = %d in the output, want 10", finished())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	send(5)
+	time.Sleep(50 * time.Millisecond) // received, most likely not yet gathered
+	cancel()
+	stopped = true
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := finished(); got != 15 {
+		t.Errorf("after the stop the output holds finished = %d, want 15", got)
+	}
+}
+
+func TestNewRejectsBadOutput(t *testing.T) {
+	cfg, err := agentconf.Parse("test.conf", []byte("[[inputs.gstats]]\n[[outputs.influxdb_v2]]\n  content_encoding = \"zip\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "outputs.influxdb_v2") {
+		t.Fatalf("New with a bad content_encoding: %v, want an error naming outputs.influxdb_v2", err)
+	}
+}
