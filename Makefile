@@ -22,10 +22,12 @@ build:
 	$(GO) build -o bin/ ./cmd/...
 
 # Everything CI runs: system packages, lint, the whole suite with the race
-# detector (integration tests with real libzmq, gunicorn and the built
-# binaries included), short fuzzing runs, and the window without cgo.
+# detector (integration tests with real libzmq, gunicorn, Telegraf, InfluxDB
+# and the built binaries included), the Go client's zero-allocation check
+# (which -race would defeat), short fuzzing runs, and the window without cgo.
 test: deps lint
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -run 'TestHotPathDoesNotAllocate' ./client/
 	CGO_ENABLED=0 $(GO) test -count=1 ./plugins/inputs/gstats/window/
 	$(MAKE) --no-print-directory fuzz
 
@@ -59,7 +61,8 @@ tidy:
 bench:
 	{ $(GO) test -run '^$$' -bench . -benchmem ./plugins/inputs/gstats/window/ && \
 	  $(GO) test -run '^$$' -bench 'StatsReply' -benchtime 300x -benchmem ./plugins/inputs/gstats/ && \
-	  $(GO) test -run '^$$' -bench 'Ingest' -benchtime $(BENCHTIME) ./plugins/inputs/gstats/ ; } | tee bench.out
+	  $(GO) test -run '^$$' -bench 'Ingest' -benchtime $(BENCHTIME) ./plugins/inputs/gstats/ && \
+	  $(GO) test -run '^$$' -bench . -benchmem ./client/ ; } | tee bench.out
 	@scripts/bench-summary.sh bench.out
 
 run: deps build

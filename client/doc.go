@@ -1,0 +1,34 @@
+// Package client reports request timings from a Go application to a gstats
+// collector.
+//
+// A Client owns one ZeroMQ PUSH socket, connected to the collector's stats
+// address, and one goroutine that writes to it. Start and Finish, and the
+// net/http middleware built on them, only put a fixed-size event into a
+// bounded in-process queue; they never wait for the network, never allocate
+// and never block:
+//
+//   - when the queue is full, the event is dropped and counted;
+//   - when no collector is connected, the socket refuses the message at once
+//     (ZeroMQ's IMMEDIATE option) and it is dropped and counted, so nothing
+//     piles up inside the application while the collector is down;
+//   - when the collector is connected but slower than the application, at
+//     most SendHWM messages wait in the socket; the rest are dropped and
+//     counted.
+//
+// Stats reports what was sent and what was dropped, and a throttled warning
+// names the option to raise. The socket reconnects by itself: counting
+// resumes once a collector listens at the address again.
+//
+// The messages are the gstats wire format (see package wire): a start is
+// [prefix, ""], a finish is [prefix, "<ms>"] or [prefix, "<ms>", "<status>"],
+// with the duration in milliseconds to the microsecond ("12.500").
+//
+// A minimal setup:
+//
+//	c, err := client.New(client.Options{Address: "tcp://127.0.0.2:2345", Prefix: "my_app"})
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	http.ListenAndServe(":8080", c.Middleware(mux))
+package client
