@@ -220,9 +220,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if set["poll-interval"] && !o.execd {
+		fmt.Fprintln(stderr, "gstats-collectd: --poll-interval needs --execd")
 		return usageError{errors.New("--poll-interval needs --execd")}
 	}
 	if o.pollInterval < 0 {
+		fmt.Fprintf(stderr, "gstats-collectd: --poll-interval must not be negative, got %s\n", o.pollInterval)
 		return usageError{fmt.Errorf("--poll-interval must not be negative, got %s", o.pollInterval)}
 	}
 	level, err := logging.ParseLevel(o.logLevel)

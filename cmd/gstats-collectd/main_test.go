@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -271,7 +272,8 @@ type daemon struct {
 	cmd    *exec.Cmd
 	stdout *testbin.Buffer
 	stderr *testbin.Buffer
-	done   chan struct{} // closed once the process has exited
+	done   chan struct{}  // closed once the process has exited
+	stdin  io.WriteCloser // with launchWith(t, true, ...)
 	// stats and comm are the bound endpoints, read from the log.
 	stats, comm string
 }
@@ -296,6 +298,12 @@ func requireBinaries(t *testing.T) {
 // process is killed at cleanup if it is still running.
 func launch(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return launchWith(t, false, args...)
+}
+
+// launchWith is launch, with stdin a pipe (d.stdin) when pipe is set.
+func launchWith(t *testing.T, pipe bool, args ...string) *daemon {
+	t.Helper()
 	requireBinaries(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{
@@ -305,6 +313,14 @@ func launch(t *testing.T, args ...string) *daemon {
 		done:   make(chan struct{}),
 	}
 	d.cmd.Stdin = nil // /dev/null: the daemon must not need a terminal
+	if pipe {
+		w, err := d.cmd.StdinPipe()
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		d.stdin = w
+	}
 	// A race-enabled binary sleeps a second before exiting by default.
 	d.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=100")
 	d.cmd.Stdout = d.stdout
@@ -780,5 +796,150 @@ func TestIntegrationFileDescriptors(t *testing.T) {
 	d.signal(t, syscall.SIGTERM)
 	if code := d.wait(t, exitTimeout); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
+// startExecd runs gstats-collectd --execd with the plugin file text, stdin
+// a pipe, and waits for its listening line.
+func startExecd(t *testing.T, plugin string, args ...string) *daemon {
+	t.Helper()
+	conf := writeConfig(t, plugin)
+	d := launchWith(t, true, append([]string{"--execd", "--config", conf}, args...)...)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if stats, comm, ok := testbin.Endpoints(d.stderr.String()); ok {
+			d.stats, d.comm = stats, comm
+			return d
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("gstats-collectd --execd exited before listening; stderr:\n%s", d.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gstats-collectd --execd did not listen within %s; stderr:\n%s", startTimeout, d.stderr.String())
+		}
+	}
+}
+
+// lastFinished is the finished field of the last gstats metric for prefix
+// in line protocol, or -1.
+func lastFinished(t *testing.T, lp, prefix string) int64 {
+	t.Helper()
+	last := int64(-1)
+	for _, line := range strings.Split(lp, "\n") {
+		if !strings.HasPrefix(line, "gstats,prefix="+prefix+" ") {
+			continue
+		}
+		m := regexp.MustCompile(`[ ,]finished=(\d+)i`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("no finished field: %q", line)
+		}
+		last, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	return last
+}
+
+const execdPlugin = "[[inputs.gstats]]\n  stats_address = \"tcp://127.0.0.1:*\"\n  comm_address = \"tcp://127.0.0.1:*\"\n"
+
+func TestIntegrationExecd(t *testing.T) {
+	cases := []struct {
+		name string
+		stop func(*testing.T, *daemon)
+	}{
+		{"end of stdin", func(t *testing.T, d *daemon) {
+			if err := d.stdin.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"SIGTERM", func(t *testing.T, d *daemon) { d.signal(t, syscall.SIGTERM) }},
+		{"SIGINT", func(t *testing.T, d *daemon) { d.signal(t, syscall.SIGINT) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := startExecd(t, execdPlugin, "--poll-interval", "0")
+			push(t, d.stats, burst("x", 40)...)
+			pollStats(t, d.comm, func(r wire.StatsReply) bool { return r["x"].Finished == 40 })
+
+			// A line on stdin is Telegraf asking for a gather.
+			if _, err := io.WriteString(d.stdin, "\n"); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(startTimeout)
+			for lastFinished(t, d.stdout.String(), "x") != 40 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no metric with finished=40 after a line on stdin; stdout:\n%s", d.stdout.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+
+			// What arrives after the last gather is in the final one.
+			push(t, d.stats, burst("x", 7)...)
+			pollStats(t, d.comm, func(r wire.StatsReply) bool { return r["x"].Finished == 47 })
+			tc.stop(t, d)
+			if code := d.wait(t, exitTimeout); code != 0 {
+				t.Fatalf("exit code %d, want 0; stderr:\n%s", code, d.stderr.String())
+			}
+			if got := lastFinished(t, d.stdout.String(), "x"); got != 47 {
+				t.Errorf("final metric finished = %d, want 47; stdout:\n%s", got, d.stdout.String())
+			}
+			for _, line := range strings.Split(strings.TrimSpace(d.stderr.String()), "\n") {
+				if !regexp.MustCompile(`^[EWIDT]! `).MatchString(line) {
+					t.Errorf("stderr line without a level prefix execd reads: %q", line)
+				}
+			}
+		})
+	}
+}
+
+func TestIntegrationExecdPollInterval(t *testing.T) {
+	d := startExecd(t, execdPlugin, "--poll-interval", "100ms")
+	push(t, d.stats, burst("p", 5)...)
+	deadline := time.Now().Add(startTimeout)
+	for lastFinished(t, d.stdout.String(), "p") != 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no metric within %s with --poll-interval 100ms and nothing on stdin; stdout:\n%s", startTimeout, d.stdout.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// QUIT cannot stop a process Telegraf supervises.
+	client := wire.NewClient(wire.ClientOptions{Address: d.comm, Timeout: startTimeout})
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := client.Quit(ctx); !errors.Is(err, wire.ErrCommandRefused) {
+		t.Errorf("QUIT under --execd: %v, want refused", err)
+	}
+	if err := d.stdin.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.wait(t, exitTimeout); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+func TestIntegrationExecdConfigErrors(t *testing.T) {
+	cases := []struct {
+		name, conf string
+		args       []string
+		want       string
+	}{
+		{"typo", "[[inputs.gstats]]\n  windw = 1\n", nil, `E! gstats-collectd: `},
+		{"agent section", "[agent]\n  interval = \"1s\"\n[[inputs.gstats]]\n", nil, "E! gstats-collectd: "},
+		{"poll interval without execd", "", []string{"--poll-interval", "1s"}, "--poll-interval needs --execd"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.conf != "" {
+				args = append([]string{"--execd", "--config", writeConfig(t, tc.conf)}, args...)
+			}
+			d := launch(t, args...)
+			if code := d.wait(t, exitTimeout); code == 0 {
+				t.Fatalf("exit code 0, want an error")
+			}
+			if !strings.Contains(d.stderr.String(), tc.want) {
+				t.Errorf("stderr lacks %q:\n%s", tc.want, d.stderr.String())
+			}
+		})
 	}
 }
