@@ -22,3 +22,9 @@ done
 echo
 echo "== Window alone: STATS cost per prefix, insert rate, memory per prefix"
 grep -E '^Benchmark(Stats|Finish|Prefix)/' "$f" | awk '{ printf "%-40s", $1; for (i = 2; i <= NF; i++) if ($i ~ /^(ns\/stats|events\/s|B\/prefix)$/) printf " %14s %s", $(i-1), $i; print "" }' || true
+echo
+echo "== Go client (targets: <= 250 ns and 0 allocs per request on top of the handler)"
+printf '%-44s %12s %10s %12s\n' benchmark ns/op allocs/op dropped/op
+grep -E '^Benchmark(BareHandler|Middleware|Finish|Sender)' "$f" | while read -r line; do
+  printf '%-44s %12s %10s %12s\n' "$(awk '{print $1}' <<<"$line")" "$(metric "$line" ns/op)" "$(metric "$line" allocs/op)" "$(metric "$line" dropped/op)"
+done

@@ -48,7 +48,7 @@ type Gstats struct {
 
 	onQuit func() // set by a host that can exit; nil inside Telegraf
 
-	mu      sync.Mutex // guards win
+	mu      sync.Mutex // guards win; Start's writes of win, epoch and the endpoints
 	win     *window.Window
 	epoch   time.Time // start instant; now() is derived from the monotonic clock
 	started time.Time
@@ -195,9 +195,11 @@ func (g *Gstats) Start(acc telegraf.Accumulator) error {
 	if err != nil {
 		return fmt.Errorf("creating window: %w", err)
 	}
+	g.mu.Lock() // Reset and Endpoints may run concurrently with Start
 	g.win = win
 	g.epoch = time.Now()
 	g.started = g.epoch
+	g.mu.Unlock()
 	g.stats.init()
 
 	t0 := time.Now()
@@ -246,10 +248,13 @@ func (g *Gstats) Start(acc telegraf.Accumulator) error {
 	}
 
 	// Read before the loops own the sockets; INFO reads them afterwards.
-	g.statsEP = endpoint(in.pull, g.StatsAddress)
+	statsEP, commEP := endpoint(in.pull, g.StatsAddress), ""
 	if ctl != nil {
-		g.commEP = endpoint(ctl.rep, g.CommAddress)
+		commEP = endpoint(ctl.rep, g.CommAddress)
 	}
+	g.mu.Lock()
+	g.statsEP, g.commEP = statsEP, commEP
+	g.mu.Unlock()
 	ok = true
 	g.running = true
 	g.acc = acc
@@ -269,6 +274,8 @@ func (g *Gstats) Start(acc telegraf.Accumulator) error {
 // to, with wildcard ports resolved ("" for a disabled control socket). It is
 // valid between Start and Stop.
 func (g *Gstats) Endpoints() (stats, comm string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	return g.statsEP, g.commEP
 }
 
@@ -462,13 +469,12 @@ func (g *Gstats) Stop() {
 
 // Reset forgets every prefix, as the RESET command and SIGUSR1 do.
 func (g *Gstats) Reset() {
-	if g.win == nil {
-		return
-	}
-	now := g.now()
 	g.mu.Lock()
-	g.win.Reset(now)
-	g.mu.Unlock()
+	defer g.mu.Unlock()
+	if g.win == nil {
+		return // not started: nothing to forget
+	}
+	g.win.Reset(g.now())
 }
 
 // SetQuitHandler makes the QUIT command reply and then call f. A host that
