@@ -47,7 +47,7 @@ func TestReadmeHoldsSampleConfig(t *testing.T) {
 		fields[k] = nil
 	}
 	for field := range fields {
-		if !regexp.MustCompile(`\b` + regexp.QuoteMeta(field) + `\b[^(\n]*\n?[^(\n]*\((integer|float)`).MatchString(text) &&
+		if !regexp.MustCompile(`\b`+regexp.QuoteMeta(field)+`\b[^(\n]*\n?[^(\n]*\((integer|float)`).MatchString(text) &&
 			!regexp.MustCompile(`\b`+regexp.QuoteMeta(field)+`,`).MatchString(text) {
 			t.Errorf("README.md does not document field %s with its type", field)
 		}
