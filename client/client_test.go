@@ -231,7 +231,7 @@ func TestIntegrationDeadCollector(t *testing.T) {
 	const n = 100
 	slowest := getAll(t, srv.URL, n)
 	t.Logf("%d requests with no collector; slowest %s", n, slowest)
-	if slowest > 50*time.Millisecond {
+	if slowest > hangBound {
 		t.Errorf("a request took %s with no collector listening", slowest)
 	}
 	waitFor(t, 5*time.Second, "the sender to catch up", func() error { return settled(c, 2*n) })
@@ -263,6 +263,12 @@ func TestIntegrationDeadCollector(t *testing.T) {
 	}
 }
 
+// hangBound tells a request that waited on the collector from a slow one:
+// a send that blocked would never return, while a loaded machine running
+// the race detector can take a good part of a second to serve a request.
+// Speed itself is measured by the benchmarks.
+const hangBound = 2 * time.Second
+
 func TestIntegrationCollectorRestart(t *testing.T) {
 	col := startCollector(t, "tcp://127.0.0.1:*")
 	addr := col.stats
@@ -279,7 +285,7 @@ func TestIntegrationCollectorRestart(t *testing.T) {
 	})
 
 	col.stop()
-	if slowest := getAll(t, srv.URL, n); slowest > 50*time.Millisecond {
+	if slowest := getAll(t, srv.URL, n); slowest > hangBound {
 		t.Errorf("with the collector stopped, a request took %s", slowest)
 	}
 
