@@ -7,11 +7,12 @@
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 GO ?= go
+PYTHON ?= /usr/bin/python3
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 5s
 BENCHTIME ?= 3x
 
-.PHONY: all deps build test test-short test-pure fuzz lint tidy bench run clean
+.PHONY: all deps build test test-short test-pure test-python fuzz lint tidy bench bench-go bench-python run clean
 
 all: build
 
@@ -29,10 +30,17 @@ test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run 'TestHotPathDoesNotAllocate' ./client/
 	CGO_ENABLED=0 $(GO) test -count=1 ./plugins/inputs/gstats/window/
+	$(MAKE) --no-print-directory test-python
 	$(MAKE) --no-print-directory fuzz
 
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# The Python client: unit tests, real gunicorn (sync, gthread, gevent)
+# against the built collector, the original hook files unchanged, and a pip
+# install into a virtual environment.
+test-python: build
+	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 test-pure:
 	CGO_ENABLED=0 $(GO) test -count=1 ./plugins/inputs/gstats/window/
@@ -57,13 +65,23 @@ tidy:
 
 # Benchmarks, side by side in one run: the collector against a bare PULL
 # receiver on the same backlog (ratio), STATS cost from 1e3 to 1e6
-# durations, bytes per prefix.
-bench:
-	{ $(GO) test -run '^$$' -bench . -benchmem ./plugins/inputs/gstats/window/ && \
-	  $(GO) test -run '^$$' -bench 'StatsReply' -benchtime 300x -benchmem ./plugins/inputs/gstats/ && \
-	  $(GO) test -run '^$$' -bench 'Ingest' -benchtime $(BENCHTIME) ./plugins/inputs/gstats/ && \
-	  $(GO) test -run '^$$' -bench . -benchmem ./client/ ; } | tee bench.out
+# durations, bytes per prefix, the Go client's middleware (ns and
+# allocations per request), the Python hooks against a socket per message
+# as the original client did, and gunicorn's requests/s with the hooks and
+# without (wrk).
+bench: build
+	set -o pipefail; { $(MAKE) --no-print-directory bench-go && $(MAKE) --no-print-directory bench-python ; } 2>&1 | tee bench.out
 	@scripts/bench-summary.sh bench.out
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./plugins/inputs/gstats/window/
+	$(GO) test -run '^$$' -bench 'StatsReply' -benchtime 300x -benchmem ./plugins/inputs/gstats/
+	$(GO) test -run '^$$' -bench 'Ingest' -benchtime $(BENCHTIME) ./plugins/inputs/gstats/
+	$(GO) test -run '^$$' -bench . -benchmem ./client/
+
+bench-python: build
+	$(PYTHON) python/bench/bench_hooks.py
+	python/bench/bench_gunicorn.sh sync 1
 
 run: deps build
 	scripts/demo.sh

@@ -390,6 +390,7 @@ func startGunicorn(t *testing.T, o gunicornOptions) *gunicorn {
 			"GUNI_THREADS="+strconv.Itoa(o.Threads),
 			"GSTATS_STATS_ADDR="+o.StatsAddr,
 			"GSTATS_PREFIX="+o.Prefix,
+			"PYTHONPATH="+filepath.Join(appDir, "..", "..", "..", "python", "src"), // the gstats package
 		)
 		p := startProcess(t, "gunicorn-"+o.WorkerClass, cmd, true)
 		g := &gunicorn{proc: p, URL: "http://" + addr}

@@ -25,7 +25,7 @@ pids+=($!)
 for _ in $(seq 50); do bin/gstatsctl --timeout 200ms info >/dev/null 2>&1 && break; sleep 0.1; done
 bin/gstatsctl info || { cat "$run/collectd.log" >&2; exit 1; }
 
-/usr/bin/gunicorn --chdir "$PWD/examples/gunicorn" -c "$PWD/examples/gunicorn/gunicorn.conf.py" -b "127.0.0.1:$GUNI_PORT" app:application \
+PYTHONPATH="$PWD/python/src" /usr/bin/gunicorn --chdir "$PWD/examples/gunicorn" -c "$PWD/examples/gunicorn/gunicorn.conf.py" -b "127.0.0.1:$GUNI_PORT" app:application \
   >"$run/gunicorn.log" 2>&1 &
 pids+=($!)
 ready=""

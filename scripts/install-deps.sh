@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   libzmq3-dev pkg-config gcc make git ca-certificates curl   # build: libzmq via cgo
   gunicorn python3-zmq python3-gevent python3-pytest         # tests and demo: real gunicorn with pyzmq hooks
-  python3-pip python3-venv python3-setuptools                # the Python client package, installed with pip in tests
+  python3-pip python3-venv python3-setuptools python3-wheel  # the Python client package, installed with pip in tests
   influxdb influxdb-client                                   # tests: a real InfluxDB 1.x fed by Telegraf and gstats-collectd
   wrk                                                        # benchmarks: gunicorn throughput with and without hooks
 )

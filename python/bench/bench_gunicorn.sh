@@ -1,0 +1,166 @@
+#!/bin/bash
+# gunicorn requests/s with the gstats hooks and without, in the same run.
+#
+#   python/bench/bench_gunicorn.sh [WORKER_CLASS] [WORKERS]     (default: sync 1)
+#
+# Environment: DURATION (wrk seconds per run, 5), ROUNDS (off/on pairs, 3),
+# HOOKS_CONF (the gunicorn configuration of the ON runs, default
+# python/tests/app/hooks.conf.py; GSTATS_* variables reach it),
+# CONNECTIONS (16), GSTATS_COLLECTD (the collector binary, default
+# bin/gstats-collectd of this repository).
+#
+# Runs alternate hooks OFF and ON (OFF ON OFF ON ...) against the same
+# application (python/tests/app/app.py, GET /), each on a fresh gunicorn,
+# with one gstats-collectd receiving the ON runs' messages. wrk runs under
+# `timeout`; gunicorn and the collector are stopped by PID (SIGTERM, bounded
+# wait, SIGKILL as a last resort) on every exit path. The box has 2 cores
+# shared by wrk, gunicorn and the collector: compare OFF and ON of the same
+# run only.
+set -euo pipefail
+
+WORKER_CLASS=${1:-sync}
+WORKERS=${2:-1}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-16}
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PYDIR=$(dirname "$HERE")
+REPO=$(dirname "$PYDIR")
+APPDIR=$PYDIR/tests/app
+COLLECTD=${GSTATS_COLLECTD:-$REPO/bin/gstats-collectd}
+PY=/usr/bin/python3
+GUNICORN=/usr/bin/gunicorn
+
+for tool in "$GUNICORN" "$PY" "$(command -v wrk || true)"; do
+  if [ -z "$tool" ] || [ ! -x "$tool" ]; then
+    echo "missing tool: apt-get install gunicorn python3-zmq wrk" >&2; exit 1
+  fi
+done
+if [ ! -x "$COLLECTD" ]; then
+  echo "gstats-collectd not found at $COLLECTD: run \`make build\` first" >&2; exit 1
+fi
+
+WORK=$(mktemp -d /tmp/gstats-bench.XXXXXX)
+COLLECTOR_PID=
+GUNICORN_PID=
+
+stop_pid() { # stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL
+  local pid=$1 i
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  echo "pid $pid did not stop in 10 s; killing it" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  stop_pid "$GUNICORN_PID"
+  stop_pid "$COLLECTOR_PID"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# The collector, on free ports.
+"$COLLECTD" -s tcp://127.0.0.1:0 -c tcp://127.0.0.1:0 2>"$WORK/collector.log" &
+COLLECTOR_PID=$!
+STATS_ADDR= COMM_ADDR=
+for i in $(seq 100); do
+  line=$(grep -o 'stats (PULL) on [^,]*, control (REP) on [^;]*' "$WORK/collector.log" || true)
+  if [ -n "$line" ]; then
+    STATS_ADDR=$(echo "$line" | awk '{print $4}' | tr -d ,)
+    COMM_ADDR=$(echo "$line" | awk '{print $8}')
+    break
+  fi
+  sleep 0.05
+done
+[ -n "$STATS_ADDR" ] || { echo "gstats-collectd did not start:"; cat "$WORK/collector.log"; exit 1; } >&2
+
+stats_started() { # the collector's "started" count for prefix bench
+  "$PY" - "$COMM_ADDR" <<'EOF'
+import json, sys, zmq
+s = zmq.Context().socket(zmq.REQ); s.setsockopt(zmq.LINGER, 0); s.connect(sys.argv[1])
+s.send(b"STATS")
+print(json.loads(s.recv()).get("bench", {}).get("started", 0) if s.poll(5000) else "no-reply")
+EOF
+}
+
+start_gunicorn() { # start_gunicorn on|off -> sets GUNICORN_PID, PORT
+  PORT=$(free_port)
+  local conf=()
+  [ "$1" = on ] && conf=(-c "${HOOKS_CONF:-$APPDIR/hooks.conf.py}")
+  GSTATS_STATS_ADDR=$STATS_ADDR GSTATS_PREFIX=bench PYTHONPATH=$PYDIR/src:$APPDIR \
+    "$GUNICORN" --chdir "$APPDIR" -b "127.0.0.1:$PORT" -k "$WORKER_CLASS" -w "$WORKERS" \
+      --log-level warning --error-logfile "$WORK/gunicorn.log" "${conf[@]}" app:application &
+  GUNICORN_PID=$!
+  local i
+  for i in $(seq 200); do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$PORT/" || true)" = 200 ]; then
+      return 0
+    fi
+    kill -0 "$GUNICORN_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "gunicorn did not start:" >&2; cat "$WORK/gunicorn.log" >&2; exit 1
+}
+
+cpu_ticks() { # cpu_ticks PID...: user+system clock ticks of these processes
+  local total=0 pid t
+  for pid in "$@"; do
+    t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+
+run_wrk() { # prints "requests/s requests"
+  timeout $((DURATION + 20)) wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 2s \
+    "http://127.0.0.1:$PORT/" > "$WORK/wrk.out"
+  if grep -q 'Non-2xx\|Socket errors' "$WORK/wrk.out"; then
+    echo "wrk saw errors:" >&2; cat "$WORK/wrk.out" >&2
+  fi
+  awk '/^Requests\/sec/ {rps=$2} / requests in / {n=$1} END {print rps, n}' "$WORK/wrk.out"
+}
+
+TICK=$(getconf CLK_TCK)
+echo "gunicorn $WORKER_CLASS x$WORKERS, wrk -t2 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds of OFF/ON; collector $STATS_ADDR"
+echo "(CPU us/req: user+system time of the workers and of the collector per request)"
+printf '%-6s %-6s %12s %17s %16s %19s\n' round hooks 'requests/s' 'worker CPU us/req' 'collector CPU us/req' 'collector started'
+OFF=() ON=() WCPU_OFF=() WCPU_ON=()
+for round in $(seq "$ROUNDS"); do
+  for mode in off on; do
+    before=$(stats_started)
+    start_gunicorn "$mode"
+    workers=$(cat "/proc/$GUNICORN_PID/task/$GUNICORN_PID/children")
+    # shellcheck disable=SC2086
+    w0=$(cpu_ticks $workers); c0=$(cpu_ticks "$COLLECTOR_PID")
+    read -r rps n < <(run_wrk)
+    # shellcheck disable=SC2086
+    w1=$(cpu_ticks $workers); c1=$(cpu_ticks "$COLLECTOR_PID")
+    stop_pid "$GUNICORN_PID"; GUNICORN_PID=
+    sleep 0.3
+    after=$(stats_started)
+    wcpu=$(( (w1 - w0) * 1000000 / TICK / n )); ccpu=$(( (c1 - c0) * 1000000 / TICK / n ))
+    printf '%-6s %-6s %12s %17s %16s %19s\n' "$round" "$mode" "$rps" "$wcpu" "$ccpu" "+$((after - before))"
+    if [ "$mode" = off ]; then OFF+=("$rps"); WCPU_OFF+=("$wcpu"); else ON+=("$rps"); WCPU_ON+=("$wcpu"); fi
+  done
+done
+
+"$PY" - "${OFF[*]}" "${ON[*]}" "${WCPU_OFF[*]}" "${WCPU_ON[*]}" <<'EOF'
+import statistics, sys
+off, on, woff, won = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+m_off, m_on = statistics.median(off), statistics.median(on)
+print("median requests/s: hooks OFF %.0f, hooks ON %.0f; ON/OFF = %.1f %% (target >= 95 %%)"
+      % (m_off, m_on, 100.0 * m_on / m_off))
+print("median worker CPU per request: OFF %.0f us, ON %.0f us (+%.0f us)"
+      % (statistics.median(woff), statistics.median(won),
+         statistics.median(won) - statistics.median(woff)))
+EOF

@@ -1,0 +1,359 @@
+"""Fixtures: the real gstats-collectd binary and real gunicorn, on loopback.
+
+Every process is started here on free 127.0.0.1 ports and stopped by PID;
+every wait is bounded.
+"""
+
+import json
+import os
+import pathlib
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import zmq
+
+HERE = pathlib.Path(__file__).resolve().parent
+APP_DIR = HERE / "app"
+PY_DIR = HERE.parent
+SRC_DIR = PY_DIR / "src"
+REPO = PY_DIR.parent
+
+PYTHON = "/usr/bin/python3"
+GUNICORN = "/usr/bin/gunicorn"
+
+# The tests import the package from the source tree.
+sys.path.insert(0, str(SRC_DIR))
+
+_LISTENING = re.compile(r"stats \(PULL\) on (\S+), control \(REP\) on ([^;\s]+);")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.05, message="condition"):
+    """Poll ``predicate`` until it returns a true value; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            pytest.fail("timed out after %gs waiting for %s (last: %r)" % (timeout, message, last))
+        time.sleep(interval)
+
+
+def collectd_binary():
+    path = os.environ.get("GSTATS_COLLECTD") or str(REPO / "bin" / "gstats-collectd")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(
+            "gstats-collectd not found at %s: run `make build` first "
+            "(or set GSTATS_COLLECTD to the binary)" % path,
+            pytrace=False,
+        )
+    return path
+
+
+def check_tools():
+    for tool, pkg in ((GUNICORN, "gunicorn"), (PYTHON, "python3")):
+        if not os.access(tool, os.X_OK):
+            pytest.fail("%s is missing: apt-get install %s" % (tool, pkg), pytrace=False)
+
+
+class Collector:
+    """A gstats-collectd process with its stats and control addresses."""
+
+    def __init__(self, binary, stats_addr="tcp://127.0.0.1:0", comm_addr="tcp://127.0.0.1:0",
+                 extra_args=()):
+        self.binary = binary
+        self.requested = (stats_addr, comm_addr)
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.stats_addr = None
+        self.comm_addr = None
+        self.log = []
+        self._ctx = zmq.Context()
+
+    def start(self, timeout=10):
+        self.proc = subprocess.Popen(
+            [self.binary, "-s", self.requested[0], "-c", self.requested[1]] + self.extra_args,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines = queue.Queue()
+
+        def read():
+            for line in self.proc.stderr:
+                self.log.append(line)
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.stop()
+                pytest.fail("gstats-collectd did not report its addresses within %gs:\n%s"
+                            % (timeout, "".join(self.log)))
+            try:
+                line = lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                self.proc.wait(5)
+                pytest.fail("gstats-collectd exited with %s:\n%s"
+                            % (self.proc.returncode, "".join(self.log)))
+            m = _LISTENING.search(line)
+            if m:
+                self.stats_addr, self.comm_addr = m.group(1), m.group(2)
+                return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self, timeout=10):
+        """SIGTERM by PID, wait (bounded); returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+            pytest.fail("gstats-collectd did not stop within %gs of SIGTERM" % timeout)
+
+    def ask(self, command, timeout=5.0):
+        sock = self._ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.connect(self.comm_addr)
+            sock.send(command)
+            if not sock.poll(int(timeout * 1000)):
+                pytest.fail("no reply to %r from %s within %gs"
+                            % (command, self.comm_addr, timeout))
+            return sock.recv()
+        finally:
+            sock.close(linger=0)
+
+    def stats(self):
+        return json.loads(self.ask(b"STATS"))
+
+    def rtimes(self):
+        return json.loads(self.ask(b"RTIMES"))
+
+    def reset(self):
+        assert json.loads(self.ask(b"RESET")) is None
+
+    def prefix_stats(self, prefix):
+        return self.stats().get(prefix, {"started": 0, "finished": 0})
+
+    def wait_counts(self, prefix, started, finished, timeout=10):
+        """Wait until ``prefix`` shows exactly these counts; return its stats."""
+        def check():
+            s = self.prefix_stats(prefix)
+            return s if (s["started"], s["finished"]) == (started, finished) else None
+        return wait_until(check, timeout, 0.05,
+                          "%s started=%d finished=%d (now %r)" % (prefix, started, finished,
+                                                                  self.prefix_stats(prefix)))
+
+    def settle_and_reset(self, prefix, timeout=10):
+        """Wait until ``prefix`` has no request in flight and stops changing, then RESET."""
+        previous = [None]
+
+        def quiet():
+            s = self.prefix_stats(prefix)
+            key = (s["started"], s["finished"])
+            ok = key == previous[0] and s["started"] == s["finished"]
+            previous[0] = key
+            return ok
+        wait_until(quiet, timeout, 0.1, "%s to settle" % prefix)
+        self.reset()
+
+    def close(self):
+        self.stop()
+        self._ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def collectd():
+    """The path of the gstats-collectd binary (fails if it was not built)."""
+    return collectd_binary()
+
+
+@pytest.fixture
+def collector(collectd):
+    """A running gstats-collectd on free loopback ports."""
+    c = Collector(collectd).start()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def collector_factory(collectd):
+    """Start collectors (e.g. again at the same addresses); all stopped at teardown."""
+    started = []
+
+    def make(stats_addr="tcp://127.0.0.1:0", comm_addr="tcp://127.0.0.1:0"):
+        c = Collector(collectd, stats_addr, comm_addr).start()
+        started.append(c)
+        return c
+
+    yield make
+    for c in started:
+        c.close()
+
+
+def _children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except OSError:
+        return False
+
+
+class Gunicorn:
+    """A gunicorn master started by PID (never wrapped in ``timeout``)."""
+
+    def __init__(self, tmp_path, app="app:application", conf=None, worker_class="sync",
+                 workers=1, threads=1, env=None, chdir=APP_DIR, extra_args=()):
+        check_tools()
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.pidfile = tmp_path / ("gunicorn-%d.pid" % self.port)
+        self.logfile = tmp_path / ("gunicorn-%d.log" % self.port)
+        self.cmd = [
+            GUNICORN, "--chdir", str(chdir), "-b", "127.0.0.1:%d" % self.port,
+            "-k", worker_class, "-w", str(workers), "--threads", str(threads),
+            "-p", str(self.pidfile), "--graceful-timeout", "5", "--timeout", "30",
+            "--log-level", "warning", "--error-logfile", str(self.logfile),
+        ]
+        if conf is not None:
+            self.cmd += ["-c", str(conf)]
+        self.cmd += list(extra_args) + [app]
+        self.env = dict(os.environ)
+        paths = [str(SRC_DIR), str(APP_DIR)]
+        if self.env.get("PYTHONPATH"):
+            paths.append(self.env["PYTHONPATH"])
+        self.env["PYTHONPATH"] = os.pathsep.join(paths)
+        self.env.update(env or {})
+        self.proc = None
+        self.workers = workers
+
+    def start(self, timeout=20, ready_path="/", ready_status=200):
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=str(APP_DIR),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+
+        def ready():
+            if self.proc.poll() is not None:
+                pytest.fail("gunicorn exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                status, _ = self.get(ready_path, timeout=2)
+                return status == ready_status and len(self.worker_pids()) == self.workers
+            except OSError:
+                return False
+        wait_until(ready, timeout, 0.05, "gunicorn on %s" % self.url)
+        return self
+
+    def log(self):
+        try:
+            return self.logfile.read_text()
+        except OSError:
+            return ""
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def worker_pids(self):
+        return [p for p in _children(self.proc.pid) if _alive(p)]
+
+    def get(self, path, timeout=10):
+        """GET ``path``; returns (status, body). HTTP errors are answers too."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            e.close()
+            return e.code, body
+
+    def stop(self, timeout=10):
+        """SIGTERM the master and wait (bounded); returns seconds taken."""
+        if self.proc is None or self.proc.poll() is not None:
+            return 0.0
+        workers = self.worker_pids()
+        t0 = time.monotonic()
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for p in workers + [self.proc.pid]:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            self.proc.wait(5)
+            pytest.fail("gunicorn did not exit within %gs of SIGTERM:\n%s" % (timeout, self.log()))
+        took = time.monotonic() - t0
+        wait_until(lambda: not any(_alive(p) for p in workers), 5, 0.05, "workers to exit")
+        return took
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    """Factory: ``gunicorn(app=..., conf=..., worker_class=..., ...)`` -> started Gunicorn."""
+    started = []
+
+    def make(ready_path="/", ready_status=200, **kwargs):
+        g = Gunicorn(tmp_path, **kwargs)
+        started.append(g)
+        return g.start(ready_path=ready_path, ready_status=ready_status)
+
+    yield make
+    for g in started:
+        g.stop()
+
+
+def settled_status(pid, samples=10, interval=0.05):
+    """``proc_status`` once in-flight connections are closed: the fewest fds
+    seen over ``samples`` looks (and the VmRSS of that look)."""
+    looks = []
+    for _ in range(samples):
+        looks.append(proc_status(pid))
+        time.sleep(interval)
+    return min(looks, key=lambda look: (look[1], look[0]))
+
+
+def proc_status(pid):
+    """(VmRSS in KiB, number of open fds) of a process."""
+    rss = None
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    return rss, len(os.listdir("/proc/%d/fd" % pid))
