@@ -23,6 +23,12 @@ WORKERS=${2:-1}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-16}
+# With two or more CPUs, gunicorn runs on CPU 0 and wrk and the collector on
+# CPU 1 (PIN=0 turns this off): gunicorn's throughput is then bounded by its
+# own CPU, which the hooks (and libzmq's I/O thread inside the worker)
+# share, and not by how the scheduler splits the cores between wrk, the
+# collector and gunicorn on each run.
+PIN=${PIN:-1}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PYDIR=$(dirname "$HERE")
@@ -70,7 +76,12 @@ free_port() {
 }
 
 # The collector, on free ports.
-"$COLLECTD" -s tcp://127.0.0.1:0 -c tcp://127.0.0.1:0 2>"$WORK/collector.log" &
+APP_CPU=() LOAD_CPU=()
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  APP_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
+fi
+
+"${LOAD_CPU[@]}" "$COLLECTD" -s tcp://127.0.0.1:0 -c tcp://127.0.0.1:0 2>"$WORK/collector.log" &
 COLLECTOR_PID=$!
 STATS_ADDR= COMM_ADDR=
 for i in $(seq 100); do
@@ -98,7 +109,7 @@ start_gunicorn() { # start_gunicorn on|off -> sets GUNICORN_PID, PORT
   local conf=()
   [ "$1" = on ] && conf=(-c "${HOOKS_CONF:-$APPDIR/hooks.conf.py}")
   GSTATS_STATS_ADDR=$STATS_ADDR GSTATS_PREFIX=bench PYTHONPATH=$PYDIR/src:$APPDIR \
-    "$GUNICORN" --chdir "$APPDIR" -b "127.0.0.1:$PORT" -k "$WORKER_CLASS" -w "$WORKERS" \
+    "${APP_CPU[@]}" "$GUNICORN" --chdir "$APPDIR" -b "127.0.0.1:$PORT" -k "$WORKER_CLASS" -w "$WORKERS" \
       --log-level warning --error-logfile "$WORK/gunicorn.log" "${conf[@]}" app:application &
   GUNICORN_PID=$!
   local i
@@ -122,7 +133,7 @@ cpu_ticks() { # cpu_ticks PID...: user+system clock ticks of these processes
 }
 
 run_wrk() { # prints "requests/s requests"
-  timeout $((DURATION + 20)) wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 2s \
+  timeout $((DURATION + 20)) "${LOAD_CPU[@]}" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 2s \
     "http://127.0.0.1:$PORT/" > "$WORK/wrk.out"
   if grep -q 'Non-2xx\|Socket errors' "$WORK/wrk.out"; then
     echo "wrk saw errors:" >&2; cat "$WORK/wrk.out" >&2
@@ -132,6 +143,7 @@ run_wrk() { # prints "requests/s requests"
 
 TICK=$(getconf CLK_TCK)
 echo "gunicorn $WORKER_CLASS x$WORKERS, wrk -t2 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds of OFF/ON; collector $STATS_ADDR"
+if [ ${#APP_CPU[@]} -gt 0 ]; then echo "gunicorn pinned to CPU 0; wrk and the collector to CPU 1"; fi
 echo "(CPU us/req: user+system time of the workers and of the collector per request)"
 printf '%-6s %-6s %12s %17s %16s %19s\n' round hooks 'requests/s' 'worker CPU us/req' 'collector CPU us/req' 'collector started'
 OFF=() ON=() WCPU_OFF=() WCPU_ON=()
