@@ -25,6 +25,9 @@ grep -E '^Benchmark(Stats|Finish|Prefix)/' "$f" | awk '{ printf "%-40s", $1; for
 echo
 echo "== Go client (targets: <= 250 ns and 0 allocs per request on top of the handler)"
 printf '%-44s %12s %10s %12s\n' benchmark ns/op allocs/op dropped/op
-grep -E '^Benchmark(BareHandler|Middleware|Finish|Sender)' "$f" | while read -r line; do
+grep -E '^Benchmark(BareHandler|Middleware|Sender)|^BenchmarkFinish/collector=' "$f" | while read -r line; do
   printf '%-44s %12s %10s %12s\n' "$(awk '{print $1}' <<<"$line")" "$(metric "$line" ns/op)" "$(metric "$line" allocs/op)" "$(metric "$line" dropped/op)"
 done
+echo
+echo "== Python hooks and gunicorn (targets: <= 8 us per request pair; >= 95 % of gunicorn's requests/s without hooks)"
+grep -E '^(hooks: |a socket per message|median requests/s|ON/OFF per round|median worker CPU)' "$f" || echo "(no Python figures in $f)"
