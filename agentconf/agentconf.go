@@ -269,8 +269,8 @@ func decodeOutputs(name string, md toml.MetaData, sections map[string][]toml.Pri
 			outs = append(outs, o)
 		}
 	}
-	// File order is what users expect in messages; TOML tables of one name
-	// keep their order, and names are sorted by the list above.
+	// Outputs come grouped by plugin, in the order of OutputNames, and in
+	// file order within a plugin (Index numbers them in messages).
 	return outs, nil
 }
 

@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gstats/gstats/wire"
 )
 
 // unitFile reads a systemd unit into section -> key -> values (a key may
@@ -91,14 +89,13 @@ func TestIntegrationSystemdUnit(t *testing.T) {
 	args := strings.Fields(strings.NewReplacer(installed, bin.Collectd, conf, confPath).Replace(start))
 	p := startProcess(t, "gstats-collectd", exec.Command(args[0], args[1:]...), false)
 	statsAddr, commAddr := endpointsIn(t, p)
-	client := wire.NewClient(wire.ClientOptions{Address: commAddr, Timeout: requestTimeout})
+	c := newCollector(p, statsAddr, commAddr)
 
 	push := pushSocket(t, statsAddr)
 	for range 10 {
 		sendFrames(t, push, "unit", "")
 		sendFrames(t, push, "unit", "12.5", "200")
 	}
-	c := &collector{proc: p, StatsAddr: statsAddr, CommAddr: commAddr, client: client}
 	waitSettled(t, c, "unit", 10)
 
 	// ExecReload resets the statistics.
@@ -110,7 +107,7 @@ func TestIntegrationSystemdUnit(t *testing.T) {
 	waitFor := time.Now().Add(settleTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-		st, err := client.Stats(ctx)
+		st, err := c.client.Stats(ctx)
 		cancel()
 		if err != nil {
 			t.Fatal(err)

@@ -180,9 +180,15 @@ func (p *process) kill(t *testing.T, group bool) {
 
 // waitGroupGone polls until no process is left in process group pgid.
 func waitGroupGone(pgid int, timeout time.Duration) bool {
+	return waitGone(-pgid, timeout)
+}
+
+// waitGone polls until process pid (or, for a negative pid, every process
+// of group -pid) no longer exists.
+func waitGone(pid int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -208,24 +214,17 @@ func startCollector(t *testing.T) *collector {
 	cmd := exec.Command(bin.Collectd, "-s", "tcp://127.0.0.1:*", "-c", "tcp://127.0.0.1:*")
 	p := startProcess(t, "gstats-collectd", cmd, false)
 	t.Cleanup(func() { p.stop(t, false) })
+	stats, comm := endpointsIn(t, p)
+	return newCollector(p, stats, comm)
+}
 
-	deadline := time.Now().Add(startTimeout)
-	for {
-		if stats, comm, ok := testbin.Endpoints(p.log()); ok {
-			return &collector{
-				proc:      p,
-				StatsAddr: stats,
-				CommAddr:  comm,
-				client:    wire.NewClient(wire.ClientOptions{Address: comm, Timeout: requestTimeout}),
-			}
-		}
-		if p.exited() {
-			t.Fatalf("gstats-collectd exited before listening: %v\n%s", p.err, p.log())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gstats-collectd did not log its endpoints within %s:\n%s", startTimeout, p.log())
-		}
-		time.Sleep(pollInterval)
+// newCollector is the collector p runs, bound at stats and comm.
+func newCollector(p *process, stats, comm string) *collector {
+	return &collector{
+		proc:      p,
+		StatsAddr: stats,
+		CommAddr:  comm,
+		client:    wire.NewClient(wire.ClientOptions{Address: comm, Timeout: requestTimeout}),
 	}
 }
 

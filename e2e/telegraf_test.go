@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -296,20 +295,6 @@ func checkInflux(t *testing.T, db *influxDB, database, prefix string, want int, 
 // execdPID reads the pid gstats-collectd logs when it starts under execd.
 var execdPID = regexp.MustCompile(`starting gstats-collectd under execd .*pid=(\d+)`)
 
-// waitGone polls until pid no longer exists.
-func waitGone(pid int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(pollInterval)
-	}
-}
-
 func TestIntegrationTelegrafExecdToInfluxDB(t *testing.T) {
 	integration(t)
 	telegrafBin := requireBinary(t, stockTelegraf)
@@ -365,8 +350,7 @@ func TestIntegrationTelegrafExecdToInfluxDB(t *testing.T) {
 			want := len(tr.reqs) + g.Probes
 
 			// The control socket answers while Telegraf runs the collector.
-			c := &collector{StatsAddr: statsAddr, CommAddr: commAddr,
-				client: wire.NewClient(wire.ClientOptions{Address: commAddr, Timeout: requestTimeout})}
+			c := newCollector(tg, statsAddr, commAddr)
 			st := waitSettled(t, c, prefix, want)
 			if st.Started != int64(want) || st.Finished != int64(want) {
 				t.Fatalf("STATS under Telegraf: started %d, finished %d, want %d", st.Started, st.Finished, want)
@@ -521,8 +505,7 @@ func TestIntegrationStandaloneToInfluxDB(t *testing.T) {
 		}
 	})
 	statsAddr, commAddr := endpointsIn(t, p)
-	c := &collector{proc: p, StatsAddr: statsAddr, CommAddr: commAddr,
-		client: wire.NewClient(wire.ClientOptions{Address: commAddr, Timeout: requestTimeout})}
+	c := newCollector(p, statsAddr, commAddr)
 
 	g := statusGunicorn(t, statsAddr, "standalone")
 	tr := mixedTraffic(30)

@@ -280,6 +280,10 @@ type daemon struct {
 
 var (
 	stoppedRE = regexp.MustCompile(`stopped in [^:]+: (\d+) messages accepted`)
+	// finishedRE reads the finished field of a gstats line-protocol line.
+	finishedRE = regexp.MustCompile(`[ ,]finished=(\d+)i`)
+	// levelRE is the level prefix Telegraf's execd reads on stderr.
+	levelRE = regexp.MustCompile(`^[EWIDT]! `)
 )
 
 // requireBinaries skips the integration tests under -short; otherwise
@@ -353,7 +357,13 @@ func launchWith(t *testing.T, pipe bool, args ...string) *daemon {
 // line, which gives the bound endpoints.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := launch(t, args...)
+	return waitListening(t, launch(t, args...), args)
+}
+
+// waitListening waits for d's "listening" log line and records the bound
+// endpoints; args name the run in failures.
+func waitListening(t *testing.T, d *daemon, args []string) *daemon {
+	t.Helper()
 	deadline := time.Now().Add(startTimeout)
 	for {
 		if stats, comm, ok := testbin.Endpoints(d.stderr.String()); ok {
@@ -803,23 +813,8 @@ func TestIntegrationFileDescriptors(t *testing.T) {
 // a pipe, and waits for its listening line.
 func startExecd(t *testing.T, plugin string, args ...string) *daemon {
 	t.Helper()
-	conf := writeConfig(t, plugin)
-	d := launchWith(t, true, append([]string{"--execd", "--config", conf}, args...)...)
-	deadline := time.Now().Add(startTimeout)
-	for {
-		if stats, comm, ok := testbin.Endpoints(d.stderr.String()); ok {
-			d.stats, d.comm = stats, comm
-			return d
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("gstats-collectd --execd exited before listening; stderr:\n%s", d.stderr.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gstats-collectd --execd did not listen within %s; stderr:\n%s", startTimeout, d.stderr.String())
-		}
-	}
+	args = append([]string{"--execd", "--config", writeConfig(t, plugin)}, args...)
+	return waitListening(t, launchWith(t, true, args...), args)
 }
 
 // lastFinished is the finished field of the last gstats metric for prefix
@@ -831,7 +826,7 @@ func lastFinished(t *testing.T, lp, prefix string) int64 {
 		if !strings.HasPrefix(line, "gstats,prefix="+prefix+" ") {
 			continue
 		}
-		m := regexp.MustCompile(`[ ,]finished=(\d+)i`).FindStringSubmatch(line)
+		m := finishedRE.FindStringSubmatch(line)
 		if m == nil {
 			t.Fatalf("no finished field: %q", line)
 		}
@@ -884,7 +879,7 @@ func TestIntegrationExecd(t *testing.T) {
 				t.Errorf("final metric finished = %d, want 47; stdout:\n%s", got, d.stdout.String())
 			}
 			for _, line := range strings.Split(strings.TrimSpace(d.stderr.String()), "\n") {
-				if !regexp.MustCompile(`^[EWIDT]! `).MatchString(line) {
+				if !levelRE.MatchString(line) {
 					t.Errorf("stderr line without a level prefix execd reads: %q", line)
 				}
 			}

@@ -24,11 +24,6 @@ import (
 	"github.com/gstats/gstats/internal/logging"
 )
 
-// Input is what the pipeline runs: the gstats plugin.
-type Input interface {
-	telegraf.ServiceInput
-}
-
 // Pipeline is a configured set of outputs with the agent settings.
 type Pipeline struct {
 	agent   agentconf.Agent
@@ -130,7 +125,7 @@ func (p *Pipeline) Outputs() []string {
 // flushes the outputs every flush interval until ctx is done; then it stops
 // in (which gathers once more), flushes what is buffered and closes the
 // outputs. in must be initialised and not started.
-func (p *Pipeline) Run(ctx context.Context, in Input) error {
+func (p *Pipeline) Run(ctx context.Context, in telegraf.ServiceInput) error {
 	for i, o := range p.outputs {
 		if err := o.ro.Connect(); err != nil {
 			p.closeOutputs(p.outputs[:i])
@@ -187,7 +182,7 @@ func (p *Pipeline) Run(ctx context.Context, in Input) error {
 	return nil
 }
 
-func (p *Pipeline) gatherLoop(ctx context.Context, in Input, acc telegraf.Accumulator) {
+func (p *Pipeline) gatherLoop(ctx context.Context, in telegraf.ServiceInput, acc telegraf.Accumulator) {
 	t := time.NewTicker(time.Duration(p.agent.Interval))
 	defer t.Stop()
 	for {

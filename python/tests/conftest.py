@@ -55,6 +55,47 @@ def wait_until(predicate, timeout, interval=0.05, message="condition"):
         time.sleep(interval)
 
 
+# Helpers for the tests that call the client directly: a PULL socket that
+# this process's PUSH socket is connected to, and reading from it.
+
+def drain(sock, quiet=0.1):
+    n = 0
+    while sock.poll(int(quiet * 1000)):
+        sock.recv_multipart()
+        n += 1
+    return n
+
+
+@pytest.fixture
+def pull():
+    """A PULL socket bound on a free loopback port, with this process's PUSH
+    socket already connected to it: (socket, address)."""
+    from gstats import _client
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.LINGER, 0)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    addr = "tcp://127.0.0.1:%d" % port
+    # Wait until this process's PUSH socket is connected: a probe arrives.
+    _client.send2(addr, b"probe", b"")
+    assert recv(sock) == [b"probe", b""]
+    drain(sock)
+    yield sock, addr
+    sock.close(linger=0)
+    ctx.term()
+
+
+def recv(sock, timeout=5.0):
+    if not sock.poll(int(timeout * 1000)):
+        pytest.fail("no message within %gs" % timeout)
+    return sock.recv_multipart()
+
+
+def nothing_more(sock, wait=0.2):
+    return sock.poll(int(wait * 1000)) == 0
+
+
 def collectd_binary():
     path = os.environ.get("GSTATS_COLLECTD") or str(REPO / "bin" / "gstats-collectd")
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):

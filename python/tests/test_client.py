@@ -10,43 +10,7 @@ import zmq
 import gstats
 from gstats import _client
 
-from conftest import free_port, wait_until
-
-
-def drain(sock, quiet=0.1):
-    n = 0
-    while sock.poll(int(quiet * 1000)):
-        sock.recv_multipart()
-        n += 1
-    return n
-
-
-@pytest.fixture
-def pull():
-    """A PULL socket bound on a free loopback port, with this process's PUSH
-    socket already connected to it: (socket, address)."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PULL)
-    sock.setsockopt(zmq.LINGER, 0)
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    addr = "tcp://127.0.0.1:%d" % port
-    # Wait until this process's PUSH socket is connected: a probe arrives.
-    _client.send2(addr, b"probe", b"")
-    assert recv(sock) == [b"probe", b""]
-    drain(sock)
-    yield sock, addr
-    sock.close(linger=0)
-    ctx.term()
-
-
-def recv(sock, timeout=5.0):
-    if not sock.poll(int(timeout * 1000)):
-        pytest.fail("no message within %gs" % timeout)
-    return sock.recv_multipart()
-
-
-def nothing_more(sock, wait=0.2):
-    return sock.poll(int(wait * 1000)) == 0
+from conftest import drain, free_port, nothing_more, recv, wait_until
 
 
 def dead_address():

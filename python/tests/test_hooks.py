@@ -3,39 +3,12 @@
 import time
 
 import pytest
-import zmq
 
 import gstats
 import gstats.gunicorn as gg
 from gstats import _client
 
-from conftest import free_port
-
-
-@pytest.fixture
-def pull():
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PULL)
-    sock.setsockopt(zmq.LINGER, 0)
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    addr = "tcp://127.0.0.1:%d" % port
-    _client.send2(addr, b"probe", b"")
-    assert recv(sock) == [b"probe", b""]
-    while sock.poll(100):
-        sock.recv_multipart()
-    yield sock, addr
-    sock.close(linger=0)
-    ctx.term()
-
-
-def recv(sock, timeout=5.0):
-    if not sock.poll(int(timeout * 1000)):
-        pytest.fail("no message within %gs" % timeout)
-    return sock.recv_multipart()
-
-
-def nothing_more(sock, wait=0.2):
-    return sock.poll(int(wait * 1000)) == 0
+from conftest import free_port, nothing_more, recv
 
 
 class Req:
