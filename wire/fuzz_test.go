@@ -203,3 +203,42 @@ func FuzzProcessingTimeJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseBatch checks that a packed frame never panics, that every event
+// is reported once, and that each event parsed from the packed form equals
+// what its classic frames give.
+func FuzzParseBatch(f *testing.F) {
+	f.Add([]byte(wire.BatchHeader + "shop\t\nshop\t12.5\t200\n"))
+	f.Add([]byte(wire.BatchHeader + "\t1\nnotab\n\n\t\t\t\n"))
+	f.Add([]byte(wire.BatchHeader + "a\t1e400\t200\na\t-0\n"))
+	f.Add([]byte("gstats-batch/1"))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var events int
+		n := wire.ParseBatch(frame, fuzzLimits, func(m wire.Message, err error) {
+			events++
+			if err != nil {
+				var rej *wire.RejectError
+				if !errors.As(err, &rej) || !slices.Contains(wire.AllReasons(), rej.Reason) {
+					t.Fatalf("event error %v is not a known *RejectError", err)
+				}
+				return
+			}
+			var frames [][]byte
+			if m.Kind == wire.Start {
+				frames = [][]byte{m.Prefix, nil}
+			} else {
+				frames = [][]byte{m.Prefix, []byte(wire.FormatFloat(m.Duration))}
+				if m.Status != 0 {
+					frames = append(frames, []byte(strconv.Itoa(m.Status)))
+				}
+			}
+			again, err := wire.ParseMessage(frames, fuzzLimits)
+			if err != nil || !bytes.Equal(again.Prefix, m.Prefix) || again.Kind != m.Kind || again.Duration != m.Duration || again.Status != m.Status {
+				t.Fatalf("event %+v does not round-trip through classic frames: %+v, %v", m, again, err)
+			}
+		})
+		if n != events {
+			t.Fatalf("ParseBatch returned %d but reported %d events", n, events)
+		}
+	})
+}

@@ -701,3 +701,91 @@ func TestIntegrationSelfStatsRegistered(t *testing.T) {
 		}
 	}
 }
+
+func TestIntegrationPackedMessages(t *testing.T) {
+	g, _ := startPlugin(t, func(g *Gstats) {
+		g.MaxPrefixes = 3
+		g.MaxPrefixLength = 16
+		g.MaxDuration = config.Duration(time.Minute)
+		g.MaxMessageSize = config.Size(64 << 10)
+	})
+	push := pusher(t, g)
+	// Each packed message: a good start, one event (bad or not), a good
+	// finish; then a classic pair, so both forms mix on one socket.
+	events := []struct {
+		record string
+		reason wire.Reason
+	}{
+		{"good", wire.ReasonFrames},
+		{"good\t1\t200\textra", wire.ReasonFrames},
+		{"good\t\t200", wire.ReasonFrames},
+		{"", wire.ReasonFrames},
+		{strings.Repeat("p", 17) + "\t1", wire.ReasonPrefixTooLong},
+		{"\xff\xfe\t1", wire.ReasonPrefixNotUTF8},
+		{"good\tabc", wire.ReasonBadDuration},
+		{"good\t-1", wire.ReasonNegativeDuration},
+		{"good\tNaN", wire.ReasonNonFinite},
+		{"good\t60001", wire.ReasonDurationTooLarge},
+		{"good\t1\t99", wire.ReasonBadStatus},
+		{"p1\t", ""}, {"p2\t", ""},
+		{"p3\t1", wire.ReasonTooManyPrefixes},
+	}
+	const rounds = 40
+	var good, total int64
+	want := map[wire.Reason]int64{}
+	for range rounds {
+		for _, e := range events {
+			send(t, push, wire.BatchHeader+"good\t\n"+e.record+"\ngood\t2\t500\n")
+			send(t, push, "good", "")
+			send(t, push, "good", "1.5", "200")
+			good += 4
+			total += 5
+			if e.reason == "" {
+				good++
+			} else {
+				want[e.reason]++
+			}
+		}
+	}
+	// A single frame without the header is one rejected message.
+	send(t, push, "good\t\n")
+	want[wire.ReasonFrames]++
+	total++
+	// A large packed message (100 000 events over 16 messages).
+	var big []byte
+	for i := range 100_000 {
+		if i%2 == 0 {
+			big, _ = wire.AppendBatchRecord(big, []byte("good"), nil)
+		} else {
+			big, _ = wire.AppendBatchRecord(big, []byte("good"), []byte("3.25"), []byte("200"))
+		}
+		if len(big) > 60_000 || i == 99_999 {
+			send(t, push, wire.BatchHeader+string(big))
+			big = big[:0]
+		}
+	}
+	good += 100_000
+	total += 100_000
+	waitFor(t, "every event", func() bool { return handled(g) == total })
+
+	if got := g.stats.accepted.Load(); got != good {
+		t.Errorf("accepted = %d, want %d", got, good)
+	}
+	info, err := control(t, g).Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range wire.AllReasons() {
+		if info.Rejected[r] != want[r] {
+			t.Errorf("rejected[%s] = %d, want %d", r, info.Rejected[r], want[r])
+		}
+	}
+	st, err := control(t, g).Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int64(rounds*len(events)) * 2
+	if s := st["good"]; s.Started != n+50_000 || s.Finished != n+50_000 || s.Status.S5xx != n/2 || s.Status.S2xx != n/2+50_000 {
+		t.Errorf("good prefix = %+v, want %d started and finished, %d 5xx", s, n+50_000, n/2)
+	}
+}

@@ -35,6 +35,9 @@ type ingestLoop struct {
 	limits  wire.Limits
 	batch   []wire.Message
 	logs    *throttle
+	// onEvent takes each event of a packed message (a method value made
+	// once, so parsing a packed message allocates no closure).
+	onEvent func(wire.Message, error)
 }
 
 func (g *Gstats) bindIngest() (*ingestLoop, error) {
@@ -68,7 +71,7 @@ func (g *Gstats) bindIngest() (*ingestLoop, error) {
 		_ = mon.Close()
 		return nil, bindError("stats", "stats_address", "-s/--stats-address", g.StatsAddress, err)
 	}
-	return &ingestLoop{
+	l := &ingestLoop{
 		g:       g,
 		pull:    pull,
 		monitor: mon,
@@ -78,7 +81,9 @@ func (g *Gstats) bindIngest() (*ingestLoop, error) {
 		},
 		batch: make([]wire.Message, 0, batchSize),
 		logs:  newThrottle(time.Duration(g.RejectLogInterval)),
-	}, nil
+	}
+	l.onEvent = l.event
+	return l, nil
 }
 
 func (l *ingestLoop) run() {
@@ -163,13 +168,24 @@ func (l *ingestLoop) drain(deadline time.Time, limit int) int {
 }
 
 func (l *ingestLoop) parse(frames [][]byte) {
-	m, err := wire.ParseMessage(frames, l.limits)
+	if wire.IsBatch(frames) {
+		wire.ParseBatch(frames[0], l.limits, l.onEvent)
+		return
+	}
+	l.event(wire.ParseMessage(frames, l.limits))
+}
+
+// event queues one parsed event for the window, or counts its rejection.
+func (l *ingestLoop) event(m wire.Message, err error) {
 	if err != nil {
 		var rej *wire.RejectError
 		if errors.As(err, &rej) {
 			l.reject(rej.Reason, rej.Detail)
 		}
 		return
+	}
+	if len(l.batch) == cap(l.batch) {
+		l.apply() // a packed message can hold more events than a batch
 	}
 	l.batch = append(l.batch, m)
 }
