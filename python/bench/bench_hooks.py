@@ -4,9 +4,11 @@
 Compares, in one run and against the same receiver, a fake gunicorn
 request/response going through:
 
-  * the gstats.gunicorn hooks (one PUSH socket per process, messages sent
-    in batches every 10 ms, NOBLOCK), as Hooks methods and as the
-    module-level functions,
+  * the gstats.gunicorn hooks (one PUSH socket per process, events packed
+    many to a message and sent every 10 ms, NOBLOCK), as Hooks methods and
+    as the module-level functions,
+  * the same hooks sending classic messages (GSTATS_PACK=0: one message
+    per event, still batched every 10 ms),
   * the same hooks with batching off (each message sent at once),
   * gstats.start_request/end_request (the compatible functions),
   * the hooks with the collector down (messages dropped),
@@ -260,6 +262,13 @@ def run(args, receiver, what):
         pre(None, req)
         post(None, req, environ, resp)
 
+    chooks = gstats.gunicorn.Hooks(address=addr, prefix="bench", pack=False, environ={})
+    cpre, cpost = chooks.pre_request, chooks.post_request
+
+    def classic(req):  # GSTATS_PACK=0: one classic message per event
+        cpre(None, req)
+        cpost(None, req, environ, resp)
+
     gstats.gunicorn.configure(address=addr, prefix="bench")
     mpre, mpost = gstats.gunicorn.pre_request, gstats.gunicorn.post_request
 
@@ -303,6 +312,7 @@ def run(args, receiver, what):
     paced = "paced"
     for name, fn, pairs, gap in [
         ("hooks, collector up (%s)" % paced, ours, args.paced_pairs, args.gap_us),
+        ("hooks, classic messages (%s)" % paced, classic, args.paced_pairs, args.gap_us),
         ("hooks, no batching (%s)" % paced, immediate, args.paced_pairs, args.gap_us),
         ("module-level hooks (%s)" % paced, module_level, args.paced_pairs, args.gap_us),
         ("start_request/end_request (%s)" % paced, compat, args.paced_pairs, args.gap_us),

@@ -58,11 +58,25 @@ def wait_until(predicate, timeout, interval=0.05, message="condition"):
 # Helpers for the tests that call the client directly: a PULL socket that
 # this process's PUSH socket is connected to, and reading from it.
 
+# Events unpacked from packed messages and not yet returned by recv(), per
+# socket.
+_pending = {}
+
+BATCH_HEADER = b"gstats-batch/1\n"
+
+
+def unpack(frames):
+    """The events of one received message as lists of classic frames."""
+    if len(frames) == 1 and frames[0].startswith(BATCH_HEADER):
+        body = frames[0][len(BATCH_HEADER):]
+        return [line.split(b"\t") for line in body.split(b"\n") if line]
+    return [frames]
+
+
 def drain(sock, quiet=0.1):
-    n = 0
+    n = len(_pending.pop(id(sock), []))
     while sock.poll(int(quiet * 1000)):
-        sock.recv_multipart()
-        n += 1
+        n += len(unpack(sock.recv_multipart()))
     return n
 
 
@@ -82,17 +96,31 @@ def pull():
     assert recv(sock) == [b"probe", b""]
     drain(sock)
     yield sock, addr
+    _pending.pop(id(sock), None)
     sock.close(linger=0)
     ctx.term()
 
 
 def recv(sock, timeout=5.0):
+    """The next event's frames; packed messages are unpacked one by one."""
+    pending = _pending.setdefault(id(sock), [])
+    if not pending:
+        if not sock.poll(int(timeout * 1000)):
+            pytest.fail("no message within %gs" % timeout)
+        pending.extend(unpack(sock.recv_multipart()))
+    return pending.pop(0)
+
+
+def recv_raw(sock, timeout=5.0):
+    """The next message's frames as received (packed or not)."""
     if not sock.poll(int(timeout * 1000)):
         pytest.fail("no message within %gs" % timeout)
     return sock.recv_multipart()
 
 
 def nothing_more(sock, wait=0.2):
+    if _pending.get(id(sock)):
+        return False
     return sock.poll(int(wait * 1000)) == 0
 
 

@@ -31,16 +31,18 @@ def run_concurrently(g, paths, clients=10):
         return list(pool.map(lambda p: (p, g.get(p, timeout=30)[0]), paths))
 
 
-@pytest.mark.parametrize("worker_class, workers, threads", [
-    ("sync", 2, 1),
-    ("gthread", 1, 4),
-    ("gevent", 1, 1),
+@pytest.mark.parametrize("worker_class, workers, threads, pack", [
+    ("sync", 2, 1, "1"),
+    ("gthread", 1, 4, "1"),
+    ("gevent", 1, 1, "1"),
+    ("sync", 2, 1, "0"),     # classic messages, one per event
+    ("gthread", 1, 4, "0"),
 ])
-def test_counts_durations_and_status(collector, gunicorn, worker_class, workers, threads):
-    prefix = "app-" + worker_class
+def test_counts_durations_and_status(collector, gunicorn, worker_class, workers, threads, pack):
+    prefix = "app-%s-%s" % (worker_class, pack)
     g = gunicorn(conf=APP_DIR / "hooks.conf.py", worker_class=worker_class, workers=workers,
                  threads=threads, env={"GSTATS_STATS_ADDR": collector.stats_addr,
-                                       "GSTATS_PREFIX": prefix})
+                                       "GSTATS_PREFIX": prefix, "GSTATS_PACK": pack})
     collector.settle_and_reset(prefix)
 
     paths = workload()

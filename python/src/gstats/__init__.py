@@ -180,11 +180,12 @@ def end_request(req, collector_addr=DEFAULT_COLLECTOR_ADDR, prefix=DEFAULT_PREFI
 def client_stats():
     """This process's send counters: ``{"sent", "dropped", "errors", "queued"}``.
 
-    ``sent`` counts messages handed to libzmq; ``dropped`` messages not sent
-    because the collector was not connected or not keeping up; ``errors``
-    everything else that was lost (bad address, bad prefix); ``queued`` the
-    messages waiting right now to be sent in the next batch (a few
-    milliseconds). Counters start at zero in each process (a forked worker
+    Each counts events (a request's start or finish), whether they travel
+    packed or as classic messages: ``sent`` those handed to libzmq;
+    ``dropped`` those not sent because the collector was not connected or
+    not keeping up; ``errors`` everything else that was lost (bad address,
+    bad prefix); ``queued`` those waiting right now to be sent in the next
+    batch (a few milliseconds). Counters start at zero in each process (a forked worker
     does not inherit its parent's).
     """
     return _client.stats()

@@ -85,6 +85,71 @@ BAD_ADDRESS_PAUSE_SECONDS = 1.0
 #: sending what was flushed while the process lives; nothing ever waits.
 CLOSE_LINGER_MS = 100
 
+#: First line of a packed message: one ZeroMQ frame carrying many events,
+#: one per line, each the frames of its classic message joined by tabs
+#: (``prefix\t`` a start, ``prefix\t12.345\t200`` a finish). The
+#: collector's ``wire`` package defines the format; the original collector
+#: does not understand it (see ``GSTATS_PACK``).
+BATCH_HEADER = b"gstats-batch/1\n"
+
+#: Largest packed frame this client builds, header included: within the
+#: collector's default ``max_message_size`` (4 KiB).
+MAX_PACKED_BYTES = 4096
+
+#: Events a channel holds before the caller packs and sends them itself
+#: (the flusher sends the others every flush delay).
+PACK_THRESHOLD = 256
+
+
+class _Pack:
+    """A packed frame in an outbox, with the number of events it holds."""
+
+    __slots__ = ("frame", "count")
+
+    def __init__(self, frame, count):
+        self.frame = frame
+        self.count = count
+
+
+def _events(messages):
+    """How many events a list of outbox entries holds."""
+    n = 0
+    for m in messages:
+        n += m.count if type(m) is _Pack else 1
+    return n
+
+
+class Channel:
+    """Events for one collector address waiting to be packed, in this process.
+
+    ``records`` is a plain list the hooks append to without a lock (one
+    ``list.append`` is atomic); it is emptied in place after a fork, so a
+    reference kept by the hooks stays valid in the child. ``armed`` tells
+    the hooks the flusher is awake and will send what they append.
+    """
+
+    __slots__ = ("address", "records", "armed", "limit")
+
+    def __init__(self, address):
+        self.address = address
+        self.records = []
+        self.armed = False
+        # Events held before the caller sends them itself: 1 when the
+        # flush delay is 0 (no batching).
+        self.limit = PACK_THRESHOLD if _flush_delay > 0 else 1
+
+
+_channels = {}  # address -> Channel; the objects outlive forks, their contents do not
+
+
+def channel(address):
+    """The packing channel of ``address`` (made once per address)."""
+    ch = _channels.get(address)
+    if ch is None:
+        ch = _channels.setdefault(address, Channel(check_address(address)))
+    return ch
+
+
 _ADDRESS_RE = re.compile(r"^(tcp|ipc|inproc|pgm|epgm|tipc|vmci|udp|ws|wss)://\S+$")
 
 _MORE = zmq.NOBLOCK | zmq.SNDMORE
@@ -178,6 +243,9 @@ def _after_fork_in_child():
     global _state, _state_lock
     old = _state
     _state_lock = threading.Lock()  # the parent's may have been held at fork
+    for ch in list(_channels.values()):
+        del ch.records[:]  # the parent sends these
+        ch.armed = False
     if old is not None:
         _state = _ProcessState(inherited=(old.context, old.sockets, old.inherited))
     else:
@@ -296,37 +364,45 @@ def _flush_address(st, address, box):
     """Hand the messages of ``box`` (the outbox of ``address``) to libzmq.
 
     Called with ``st.lock`` held. Leaves in ``box`` only the messages of a
-    socket still in its HOLD_SECONDS that libzmq could not take yet.
+    socket still in its HOLD_SECONDS that libzmq could not take yet. The
+    counters count events: a packed frame counts for the events it holds.
     """
     sock = st.sockets.get(address)
     if sock is None:
         sock = _open_locked(st, address)
         if sock is None:
-            st.errors += len(box)
+            st.errors += _events(box)
             box.clear()
             st.paused[address] = (_monotonic() + BAD_ADDRESS_PAUSE_SECONDS, True)
             return
-    n = 0
+    i = 0  # messages taken
+    n = 0  # events in them
     send = _raw_send
     try:
         for message in box:
-            # The common messages (2 or 3 frames) without a loop.
-            if len(message) == 2:
+            if type(message) is _Pack:
+                send(sock, message.frame, _LAST)
+                n += message.count
+            # The common classic messages (2 or 3 frames) without a loop.
+            elif len(message) == 2:
                 send(sock, message[0], _MORE)
                 send(sock, message[1], _LAST)
+                n += 1
             elif len(message) == 3:
                 send(sock, message[0], _MORE)
                 send(sock, message[1], _MORE)
                 send(sock, message[2], _LAST)
+                n += 1
             else:
                 _send_frames(sock, message)
-            n += 1
+                n += 1
+            i += 1
     except _Again:
         st.sent += n
-        del box[:n]
+        del box[:i]
         now = _monotonic()
         if now - st.born.get(address, 0.0) >= HOLD_SECONDS:
-            st.dropped += len(box)
+            st.dropped += _events(box)
             box.clear()
             st.paused[address] = (now + PAUSE_SECONDS, False)
         return
@@ -335,7 +411,7 @@ def _flush_address(st, address, box):
         # its first frame): a closed socket, a terminated context, frames
         # that are not bytes. Drop the socket; a new one is made next time.
         st.sent += n
-        st.errors += len(box) - n
+        st.errors += _events(box[i:])
         box.clear()
         st.sockets.pop(address, None)
         st.born.pop(address, None)
@@ -353,6 +429,97 @@ def _flush_address(st, address, box):
         return
     st.sent += n
     box.clear()
+
+
+def _pack_locked(st, ch):
+    """Move the events of channel ``ch`` into its outbox as packed frames.
+
+    Called with ``st.lock`` held. True if there were events. Events for an
+    address that is paused (collector refusing) are dropped and counted.
+    """
+    records = ch.records
+    n = len(records)
+    if not n:
+        return False
+    batch = records[:n]
+    del records[:n]  # appends made meanwhile stay, after the first n
+    address = ch.address
+    if st.paused:
+        pause = st.paused.get(address)
+        if pause is not None:
+            if _monotonic() < pause[0]:
+                if pause[1]:
+                    st.errors += n
+                else:
+                    st.dropped += n
+                return True
+            del st.paused[address]
+    box = st.outbox.get(address)
+    if box is None:
+        box = st.outbox[address] = []
+    data = b"".join(batch)
+    limit = MAX_PACKED_BYTES - len(BATCH_HEADER)
+    if len(data) <= limit:
+        box.append(_Pack(BATCH_HEADER + data, n))
+    else:
+        pos, end = 0, len(data)
+        while pos < end:
+            cut = end
+            if end - pos > limit:
+                cut = data.rfind(b"\n", pos, pos + limit) + 1
+                if cut <= pos:  # one event longer than the limit: alone
+                    cut = data.find(b"\n", pos) + 1 or end
+            chunk = data[pos:cut]
+            box.append(_Pack(BATCH_HEADER + chunk, chunk.count(b"\n")))
+            pos = cut
+    if st.first_at is None:
+        st.first_at = _monotonic()
+    return True
+
+
+def _pack_all_locked(st):
+    """Pack every channel's events; True if any had some. ``st.lock`` held."""
+    had = False
+    for ch in list(_channels.values()):
+        if ch.records and _pack_locked(st, ch):
+            had = True
+    return had
+
+
+def flush_channel(ch):
+    """Pack and send the events of ``ch`` now (the caller found it full)."""
+    try:
+        st = _state or _new_state()
+        with st.lock:
+            _pack_locked(st, ch)
+            _flush_all_locked(st)
+            arm = not st.armed and st.first_at is not None
+        if st.warnings:
+            _log_warnings(st)
+        if arm:
+            arm_channel(ch)
+    except Exception as exc:
+        note_error(("pack", type(exc).__name__), "gstats: cannot send packed events: %r", exc)
+
+
+def arm_channel(ch):
+    """Make sure the flusher is awake to send what ``ch`` holds."""
+    try:
+        st = _state or _new_state()
+        ch.armed = True
+        with st.lock:
+            st.active = True
+            wake = None
+            if not st.armed:
+                st.armed = True
+                wake = st.wake or _start_flusher
+        if wake is not None:
+            if wake is _start_flusher:
+                _start_flusher(st)
+            else:
+                wake.set()
+    except Exception as exc:
+        note_error(("arm", type(exc).__name__), "gstats: cannot wake the flusher: %r", exc)
 
 
 _stale_states = []
@@ -426,13 +593,20 @@ def _flusher(st, wake):
                 if _state is not st:
                     return
                 with st.lock:
-                    if st.first_at is not None and \
-                            _monotonic() - st.first_at >= _flush_delay * 0.9:
+                    packed = _pack_all_locked(st)
+                    if packed or (st.first_at is not None and
+                                  _monotonic() - st.first_at >= _flush_delay * 0.9):
                         _flush_all_locked(st)
-                    if st.first_at is None and not st.active:
-                        st.armed = False
-                        wake.clear()
-                        break
+                    if st.first_at is None and not st.active and not packed:
+                        # Disarm, then look again: a hook that appended
+                        # before seeing ``armed`` False is caught here; one
+                        # that appends later sees it and wakes us.
+                        for ch in list(_channels.values()):
+                            ch.armed = False
+                        if not any(ch.records for ch in list(_channels.values())):
+                            st.armed = False
+                            wake.clear()
+                            break
                     st.active = False
                 if st.warnings:
                     _log_warnings(st)
@@ -523,6 +697,7 @@ def flush():
         if st is None:
             return
         with st.lock:
+            _pack_all_locked(st)
             _flush_all_locked(st)
         _log_warnings(st)
     except Exception:
@@ -544,15 +719,17 @@ def note_error(kind, message, *args):
 def stats():
     """Counters of this process since it started (or was forked).
 
-    ``sent``: messages handed to libzmq; ``dropped``: messages refused
-    because the collector is not connected or not keeping up; ``errors``:
-    messages lost to anything else (bad address, bad prefix...);
-    ``queued``: messages waiting in the outbox right now.
+    Each counts events (a start or a finish), whether they travel as
+    classic messages or packed: ``sent``: events handed to libzmq;
+    ``dropped``: events refused because the collector is not connected or
+    not keeping up; ``errors``: events lost to anything else (bad address,
+    bad prefix...); ``queued``: events waiting to be sent right now.
     """
     st = _new_state()
     with st.lock:
         return {"sent": st.sent, "dropped": st.dropped, "errors": st.errors,
-                "queued": sum(len(b) for b in st.outbox.values())}
+                "queued": sum(_events(b) for b in st.outbox.values())
+                + sum(len(ch.records) for ch in list(_channels.values()))}
 
 
 def socket_count():
@@ -587,6 +764,8 @@ def set_flush_delay(seconds):
     if not 0.0 <= seconds <= 1.0:
         raise ValueError("the flush delay must be between 0 and 1 second, got %r" % seconds)
     _flush_delay = seconds
+    for ch in list(_channels.values()):
+        ch.limit = PACK_THRESHOLD if seconds > 0 else 1
 
 
 def close():
@@ -601,9 +780,10 @@ def close():
     if st is None or st.pid != os.getpid():
         return
     with st.lock:
+        _pack_all_locked(st)
         _flush_all(st)
         for box in st.outbox.values():
-            st.dropped += len(box)
+            st.dropped += _events(box)
         st.outbox.clear()
         st.first_at = None
         sockets = list(st.sockets.values())
@@ -638,6 +818,7 @@ def _at_exit():
         # A new socket may still be connecting: retry for a moment.
         while True:
             with st.lock:
+                _pack_all_locked(st)
                 _flush_all_locked(st)
                 done = st.first_at is None
             if done or _monotonic() >= deadline:
