@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -63,23 +64,43 @@ type Options struct {
 	Logger *slog.Logger
 	// LogInterval throttles those warnings. Default DefaultLogInterval.
 	LogInterval time.Duration
+	// Classic sends every event as its own classic message (two or three
+	// frames), which the original Python collector also reads. By default
+	// the sender packs the events it finds queued into packed messages
+	// (wire.BatchHeader, at most MaxPackedBytes each): one message per
+	// batch instead of one per event, which costs the sender and the
+	// collector far less. Events whose prefix holds a tab or a newline
+	// always go as classic messages.
+	Classic bool
 }
+
+// MaxPackedBytes is the largest packed message the client builds: within
+// the collector's default max_message_size (4 KiB).
+const MaxPackedBytes = 4096
+
+// refusalPause is how long the sender drops events without trying after
+// the socket refused one (no collector connected, or SendHWM reached): a
+// refused send costs a call into libzmq for nothing, and under a flood
+// those calls would compete with the application for the CPU.
+const refusalPause = 10 * time.Millisecond
 
 // Stats counts what happened to the events given to a client. Once the
 // sender has caught up, Sent + Dropped + Errors is the number of Start and
 // Finish calls (middleware requests count twice).
 type Stats struct {
-	// Sent counts messages handed to a connected socket. ZeroMQ delivers
-	// them unless the connection breaks before they are written.
+	// Sent counts events handed to a connected socket, alone or packed.
+	// ZeroMQ delivers them unless the connection breaks before they are
+	// written.
 	Sent uint64
-	// Dropped counts messages discarded so the application is never held
+	// Dropped counts events discarded so the application is never held
 	// up: QueueFull + WouldBlock.
 	Dropped uint64
 	// QueueFull counts events dropped because the queue was full
 	// (QueueSize) or the client was closed.
 	QueueFull uint64
-	// WouldBlock counts messages the socket refused without waiting: no
-	// collector is connected, or SendHWM messages already wait for it.
+	// WouldBlock counts events the socket refused without waiting (no
+	// collector is connected, or SendHWM messages already wait for it),
+	// and the events dropped without trying in the 10 ms after a refusal.
 	WouldBlock uint64
 	// Errors counts events not sent for another reason: an invalid prefix
 	// given to Start or Finish (InvalidPrefix), or a socket error.
@@ -203,7 +224,8 @@ func New(opts Options) (*Client, error) {
 	}
 	c.halfMask = uint64(c.queue.capacity()/2 - 1)
 	c.recorders.New = func() any { return newRecorder() }
-	s := &sender{c: c, zctx: zctx, sock: sock, log: opts.Logger, logEvery: opts.LogInterval}
+	s := &sender{c: c, zctx: zctx, sock: sock, log: opts.Logger, logEvery: opts.LogInterval, classic: opts.Classic}
+	s.pack.reset()
 	go s.run()
 	return c, nil
 }
@@ -364,8 +386,13 @@ type sender struct {
 	log      *slog.Logger
 	logEvery time.Duration
 
-	buf    frames
-	logged Stats // counters at the last warning
+	classic bool
+	buf     frames
+	pack    packer
+	// pausedUntil: after a refusal, events are dropped without trying
+	// until then.
+	pausedUntil time.Time
+	logged      Stats // counters at the last warning
 }
 
 // While events keep coming, the sender polls the queue every pollInterval,
@@ -429,30 +456,82 @@ func (s *sender) run() {
 }
 
 // drain sends the queued events, at most one queue's worth so that a flood
-// cannot keep the sender from noticing Close.
+// cannot keep the sender from noticing Close: packed, as many to a message
+// as fit, unless the client is classic.
 func (s *sender) drain() int {
-	n := 0
-	for ; n < s.c.queue.capacity(); n++ {
-		ev, ok := s.c.queue.get()
+	c := s.c
+	paused := !s.pausedUntil.IsZero()
+	if paused && !time.Now().Before(s.pausedUntil) {
+		paused = false
+		s.pausedUntil = time.Time{}
+	}
+	n, skipped := 0, uint64(0)
+	for ; n < c.queue.capacity(); n++ {
+		ev, ok := c.queue.get()
 		if !ok {
 			break
 		}
-		s.send(ev)
+		if paused {
+			skipped++
+			continue
+		}
+		if ev.prefix == "" {
+			ev.prefix = c.prefix
+		}
+		if s.classic || !packable(ev.prefix) {
+			s.send(ev)
+			continue
+		}
+		if !s.pack.fits(ev) {
+			s.sendPacked()
+		}
+		s.pack.add(ev)
+	}
+	s.sendPacked()
+	if skipped > 0 {
+		c.wouldBlock.Add(skipped)
 	}
 	return n
 }
 
+// packable reports whether a prefix can travel in a packed message.
+func packable(p string) bool {
+	return strings.IndexByte(p, '\t') < 0 && strings.IndexByte(p, '\n') < 0
+}
+
 var errAgain = zmq.Errno(syscall.EAGAIN)
 
-// send writes one message without waiting. ZeroMQ admits a multipart
-// message as a whole: once its first frame is accepted, the others are.
+// refused notes a refusal of n events by the socket, and pauses sending.
+func (s *sender) refused(n uint64) {
+	s.c.wouldBlock.Add(n)
+	s.pausedUntil = time.Now().Add(refusalPause)
+}
+
+// sendPacked sends the packed message being built, if it holds events.
+func (s *sender) sendPacked() {
+	p := &s.pack
+	if p.events == 0 {
+		return
+	}
+	n := uint64(p.events)
+	_, err := s.sock.SendBytes(p.buf, zmq.DONTWAIT)
+	p.reset()
+	switch {
+	case err == nil:
+		s.c.sent.Add(n)
+	case zmq.AsErrno(err) == errAgain:
+		s.refused(n)
+	default:
+		s.c.sendErrs.Add(n)
+	}
+}
+
+// send writes one classic message without waiting. ZeroMQ admits a
+// multipart message as a whole: once its first frame is accepted, the
+// others are.
 func (s *sender) send(ev event) {
 	c := s.c
-	prefix := ev.prefix
-	if prefix == "" {
-		prefix = c.prefix
-	}
-	s.buf.build(prefix, ev)
+	s.buf.build(ev.prefix, ev)
 	last := 1
 	if s.buf.hasStatus {
 		last = 2
@@ -464,7 +543,7 @@ func (s *sender) send(ev event) {
 		}
 		if _, err := s.sock.SendBytes(s.buf.frame(i), flags); err != nil {
 			if i == 0 && zmq.AsErrno(err) == errAgain {
-				c.wouldBlock.Add(1)
+				s.refused(1)
 			} else {
 				c.sendErrs.Add(1)
 			}
@@ -472,6 +551,46 @@ func (s *sender) send(ev event) {
 		}
 	}
 	c.sent.Add(1)
+}
+
+// packer builds one packed message in a buffer reused from message to
+// message.
+type packer struct {
+	buf    []byte
+	events int
+}
+
+// maxRecord bounds one packed event: prefix, two tabs, the duration (at
+// most 20 digits, a point and 3 decimals), a status and a newline.
+const maxRecord = MaxPrefixLength + 2 + 24 + 3 + 1
+
+func (p *packer) reset() {
+	if p.buf == nil {
+		p.buf = make([]byte, 0, MaxPackedBytes)
+	}
+	p.buf = append(p.buf[:0], wire.BatchHeader...)
+	p.events = 0
+}
+
+// fits reports whether ev certainly fits in the message being built.
+func (p *packer) fits(ev event) bool {
+	return len(p.buf)+len(ev.prefix)+maxRecord-MaxPrefixLength <= MaxPackedBytes
+}
+
+// add appends ev: "prefix\t\n" for a start, "prefix\tms[\tstatus]\n" for a
+// finish.
+func (p *packer) add(ev event) {
+	b := append(p.buf, ev.prefix...)
+	b = append(b, '\t')
+	if ev.kind == kindFinish {
+		b = appendMillis(b, ev.dur)
+		if ev.status > 0 {
+			b = append(b, '\t')
+			b = strconv.AppendInt(b, int64(ev.status), 10)
+		}
+	}
+	p.buf = append(b, '\n')
+	p.events++
 }
 
 // warn logs what was dropped or failed since the last warning, if anything.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
+
 	"github.com/gstats/gstats/client"
 	"github.com/gstats/gstats/internal/testbin"
 	"github.com/gstats/gstats/wire"
@@ -100,8 +102,14 @@ func TestInvalidPrefixesAreCountedNotSent(t *testing.T) {
 }
 
 func TestIntegrationStartFinish(t *testing.T) {
+	for _, classic := range []bool{false, true} {
+		t.Run(fmt.Sprintf("classic=%v", classic), func(t *testing.T) { testStartFinish(t, classic) })
+	}
+}
+
+func testStartFinish(t *testing.T, classic bool) {
 	col := startCollector(t, "tcp://127.0.0.1:*")
-	c := newClient(t, client.Options{Address: col.stats, Prefix: "app"})
+	c := newClient(t, client.Options{Address: col.stats, Prefix: "app", Classic: classic})
 	connected(t, c, col)
 
 	finishes := []struct {
@@ -385,5 +393,82 @@ func TestConcurrentUseWithClose(t *testing.T) {
 	wg.Wait()
 	if s := c.Stats(); s.Sent != 0 || s.Dropped == 0 {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestIntegrationPackedOnTheWire reads what the client sends from a plain
+// PULL socket: packed messages within MaxPackedBytes by default, classic
+// messages with Classic or for a prefix holding a tab.
+func TestIntegrationPackedOnTheWire(t *testing.T) {
+	for _, classic := range []bool{false, true} {
+		t.Run(fmt.Sprintf("classic=%v", classic), func(t *testing.T) {
+			pull, err := zmq.NewSocket(zmq.PULL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pull.Close()
+			_ = pull.SetLinger(0)
+			if err := pull.Bind("tcp://127.0.0.1:*"); err != nil {
+				t.Fatal(err)
+			}
+			addr, _ := pull.GetLastEndpoint()
+			c := newClient(t, client.Options{Address: addr, Prefix: strings.Repeat("p", 200), Classic: classic, QueueSize: 1 << 14, SendHWM: 1 << 14})
+			// Until the connection is up, events are refused: probe.
+			_ = pull.SetRcvtimeo(20 * time.Millisecond)
+			waitFor(t, 10*time.Second, "a probe", func() error {
+				c.Start("probe")
+				if _, err := pull.RecvMessageBytes(0); err != nil {
+					return err
+				}
+				return nil
+			})
+			for {
+				if _, err := pull.RecvMessageBytes(0); err != nil {
+					break
+				}
+			}
+			before := c.Stats()
+			const n = 3000
+			for i := range n {
+				c.Start("")
+				c.Finish("", time.Duration(i)*time.Microsecond, 200)
+			}
+			c.Start("tab\there")
+			_ = pull.SetRcvtimeo(5 * time.Second)
+			var events, packed, plain int
+			for events < 2*n+1 {
+				frames, err := pull.RecvMessageBytes(0)
+				if err != nil {
+					t.Fatalf("after %d events: %v", events, err)
+				}
+				if wire.IsBatch(frames) {
+					packed++
+					if len(frames[0]) > client.MaxPackedBytes {
+						t.Fatalf("packed message of %d bytes", len(frames[0]))
+					}
+					wire.ParseBatch(frames[0], wire.Limits{MaxPrefixLength: 255, MaxDuration: 1e9}, func(_ wire.Message, err error) {
+						if err != nil {
+							t.Fatalf("packed event rejected: %v", err)
+						}
+						events++
+					})
+					continue
+				}
+				if _, err := wire.ParseMessage(frames, wire.Limits{MaxPrefixLength: 255, MaxDuration: 1e9}); err != nil {
+					t.Fatalf("classic message rejected: %v", err)
+				}
+				plain++
+				events++
+			}
+			if classic && (packed != 0 || plain != 2*n+1) {
+				t.Errorf("classic client: %d packed and %d classic messages, want 0 and %d", packed, plain, 2*n+1)
+			}
+			if !classic && (plain != 1 || packed == 0 || packed > 2*n/10) {
+				t.Errorf("packing client: %d packed and %d classic messages, want 1 classic (the tab) and at most %d packed", packed, plain, 2*n/10)
+			}
+			if s := c.Stats(); s.Sent-before.Sent != 2*n+1 || s.Dropped != before.Dropped {
+				t.Errorf("client stats %+v (before %+v), want %d more sent and nothing dropped", s, before, 2*n+1)
+			}
+		})
 	}
 }

@@ -19,9 +19,16 @@
 // names the option to raise. The socket reconnects by itself: counting
 // resumes once a collector listens at the address again.
 //
-// The messages are the gstats wire format (see package wire): a start is
-// [prefix, ""], a finish is [prefix, "<ms>"] or [prefix, "<ms>", "<status>"],
-// with the duration in milliseconds to the microsecond ("12.500").
+// The messages are the gstats wire format (see package wire). By default the
+// goroutine packs the events it finds queued into packed messages (one
+// frame, wire.BatchHeader then a line per event, at most MaxPackedBytes):
+// one message per batch, not per event, which is what lets one sender keep
+// up with a busy server. Options.Classic sends each event as a classic
+// message instead, which the original Python collector also reads: a start
+// is [prefix, ""], a finish is [prefix, "<ms>"] or [prefix, "<ms>",
+// "<status>"], with the duration in milliseconds to the microsecond
+// ("12.500"). After the socket refuses a message, events are dropped
+// without trying for 10 ms.
 //
 // A minimal setup:
 //

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -222,6 +223,65 @@ func FuzzFrames(f *testing.F) {
 		}
 		if strings.ContainsAny(string(fr.dur), "eE") {
 			t.Fatalf("duration %q has an exponent", fr.dur)
+		}
+	})
+}
+
+// FuzzPacked checks that events packed by the sender are read back by the
+// collector's parser with the same values, in order, and that a message
+// never exceeds MaxPackedBytes.
+func FuzzPacked(f *testing.F) {
+	f.Add("", "my_app", int64(153*time.Millisecond), 200, uint8(3))
+	f.Add("é", "x", int64(-1), 700, uint8(200))
+	f.Add("a", "", int64(math.MaxInt64), 99, uint8(0))
+	f.Fuzz(func(t *testing.T, p1, p2 string, ns int64, status int, count uint8) {
+		if !validPrefix(p1) || !validPrefix(p2) || !packable(p1) || !packable(p2) || p1 == "" || p2 == "" {
+			return
+		}
+		var want []event
+		var p packer
+		p.reset()
+		var msgs [][]byte
+		for i := range int(count) + 1 {
+			ev := event{prefix: p1, kind: kindStart}
+			if i%2 == 1 {
+				ev = finishEvent(p2, time.Duration(ns)+time.Duration(i), status)
+			}
+			if !p.fits(ev) {
+				msgs = append(msgs, bytes.Clone(p.buf))
+				p.reset()
+			}
+			p.add(ev)
+			want = append(want, ev)
+		}
+		msgs = append(msgs, bytes.Clone(p.buf))
+		var got []wire.Message
+		for _, m := range msgs {
+			if len(m) > MaxPackedBytes {
+				t.Fatalf("packed message of %d bytes", len(m))
+			}
+			wire.ParseBatch(m, wire.Limits{MaxPrefixLength: MaxPrefixLength, MaxDuration: math.Inf(1)}, func(m wire.Message, err error) {
+				if err != nil {
+					t.Fatalf("packed event rejected: %v", err)
+				}
+				got = append(got, m)
+			})
+		}
+		if len(got) != len(want) {
+			t.Fatalf("read back %d events, packed %d", len(got), len(want))
+		}
+		for i, ev := range want {
+			m := got[i]
+			if string(m.Prefix) != ev.prefix || (m.Kind == wire.Finish) != (ev.kind == kindFinish) {
+				t.Fatalf("event %d %+v read back as %+v", i, ev, m)
+			}
+			if ev.kind != kindFinish {
+				continue
+			}
+			wantMS := max(float64(ev.dur), 0) / 1e6
+			if math.Abs(m.Duration-wantMS) > 0.0005+wantMS*1e-15 || m.Status != int(ev.status) {
+				t.Fatalf("event %d %+v read back as %+v", i, ev, m)
+			}
 		}
 	})
 }
