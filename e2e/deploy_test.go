@@ -85,6 +85,10 @@ func TestIntegrationSystemdUnit(t *testing.T) {
 	out := filepath.Join(dir, "out.lp")
 	text := strings.Replace(string(sample), `files = ["stdout"]`, fmt.Sprintf("files = [%q]", out), 1)
 	text = strings.Replace(text, "[[inputs.gstats]]\n", "[[inputs.gstats]]\n  stats_address = \"tcp://127.0.0.1:*\"\n  comm_address = \"tcp://127.0.0.1:*\"\n", 1)
+	if !strings.Contains(text, `http_address = "127.0.0.1:8002"`) {
+		t.Fatal("root sample.conf no longer enables the HTTP listener at 127.0.0.1:8002")
+	}
+	text = strings.Replace(text, `http_address = "127.0.0.1:8002"`, `http_address = "127.0.0.1:0"`, 1)
 	confPath := writeFile(t, dir, "gstats.conf", text)
 	args := strings.Fields(strings.NewReplacer(installed, bin.Collectd, conf, confPath).Replace(start))
 	p := startProcess(t, "gstats-collectd", exec.Command(args[0], args[1:]...), false)

@@ -22,6 +22,7 @@ import (
 	"github.com/influxdata/telegraf/config"
 	"github.com/influxdata/telegraf/plugins/inputs"
 
+	"github.com/gstats/gstats/internal/allowlist"
 	"github.com/gstats/gstats/plugins/inputs/gstats/window"
 	"github.com/gstats/gstats/wire"
 )
@@ -44,6 +45,10 @@ type Gstats struct {
 	ReceiveQueue      int             `toml:"receive_queue"`
 	RejectLogInterval config.Duration `toml:"reject_log_interval"`
 
+	// HTTP status listener (http.go): off while HTTPAddress is "".
+	HTTPAddress    string   `toml:"http_address"`
+	HTTPAllowedIPs []string `toml:"http_allowed_ips"`
+
 	Log telegraf.Logger `toml:"-"`
 
 	onQuit func() // set by a host that can exit; nil inside Telegraf
@@ -63,6 +68,9 @@ type Gstats struct {
 	wakeTx   []*zmq.Socket // one per loop goroutine, written only by Stop
 	wg       sync.WaitGroup
 	stopOnce sync.Once
+
+	httpAllow *allowlist.List // from Init; nil while HTTPAddress is ""
+	httpl     *httpListener   // from Start; nil while HTTPAddress is ""
 }
 
 // Defaults, as the original gstats-collectd had them where it had them.
@@ -134,6 +142,9 @@ func (g *Gstats) Init() error {
 		return fmt.Errorf("reject_log_interval must be positive, got %s", time.Duration(g.RejectLogInterval))
 	}
 	if err := g.windowConfig().Validate(); err != nil {
+		return err
+	}
+	if err := g.initHTTP(); err != nil {
 		return err
 	}
 	return nil
@@ -255,6 +266,10 @@ func (g *Gstats) Start(acc telegraf.Accumulator) error {
 	g.mu.Lock()
 	g.statsEP, g.commEP = statsEP, commEP
 	g.mu.Unlock()
+	hl, err := g.listenHTTP() // the last step that can fail
+	if err != nil {
+		return err
+	}
 	ok = true
 	g.running = true
 	g.acc = acc
@@ -265,8 +280,18 @@ func (g *Gstats) Start(acc telegraf.Accumulator) error {
 		g.wg.Add(1)
 		go ctl.run()
 	}
+	if hl != nil {
+		g.mu.Lock()
+		g.httpl = hl
+		g.mu.Unlock()
+		go hl.serve()
+	}
 	g.Log.Infof("listening: stats (PULL) on %s, control (REP) on %s; window %s in %d slots; started in %s",
 		g.statsEP, orNone(g.commEP), time.Duration(g.Window), g.WindowSlots, time.Since(t0).Round(time.Microsecond))
+	if hl != nil {
+		g.Log.Infof("HTTP status listener on http://%s/ (/_status, /metrics, dashboard at /); allowed clients: %s",
+			hl.addr(), g.httpAllow)
+	}
 	return nil
 }
 
@@ -443,6 +468,9 @@ func (g *Gstats) Stop() {
 			return
 		}
 		t0 := time.Now()
+		if g.httpl != nil {
+			g.httpl.shutdown() // first: its handlers read the window
+		}
 		for _, tx := range g.wakeTx {
 			if _, err := tx.Send("stop", 0); err != nil {
 				g.Log.Errorf("waking a socket loop: %v", err)
