@@ -16,7 +16,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 20000x
 BENCHTIME ?= 3x
 
-.PHONY: all deps build test test-short test-pure test-python fuzz lint tidy bench bench-go bench-python run clean
+.PHONY: all deps build test test-short test-pure test-python fuzz lint tidy bench bench-go bench-python run clean vendor-web
 
 all: build
 
@@ -33,7 +33,7 @@ build:
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run 'TestHotPathDoesNotAllocate' ./client/
-	CGO_ENABLED=0 $(GO) test -count=1 ./plugins/inputs/gstats/window/
+	CGO_ENABLED=0 $(GO) test -count=1 ./plugins/inputs/gstats/window/ ./munin/
 	$(MAKE) --no-print-directory test-python
 	$(MAKE) --no-print-directory fuzz
 
@@ -47,7 +47,7 @@ test-python: build
 	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 test-pure:
-	CGO_ENABLED=0 $(GO) test -count=1 ./plugins/inputs/gstats/window/
+	CGO_ENABLED=0 $(GO) test -count=1 ./plugins/inputs/gstats/window/ ./munin/
 
 # Each fuzz target runs FUZZTIME inputs, starting from its committed corpus.
 fuzz:
@@ -63,6 +63,11 @@ lint:
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null || GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	staticcheck ./...
+
+# Re-fetch the dashboard's chart library (uPlot) from npm at its pinned
+# version and check its integrity; maintainers only (needs npm).
+vendor-web:
+	scripts/vendor-web.sh
 
 tidy:
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum

@@ -24,6 +24,7 @@ bin/gstats-collectd --config sample.conf >"$run/metrics.lp" 2>"$run/collectd.log
 pids+=($!)
 for _ in $(seq 50); do bin/gstatsctl --timeout 200ms info >/dev/null 2>&1 && break; sleep 0.1; done
 bin/gstatsctl info || { cat "$run/collectd.log" >&2; exit 1; }
+echo "---- live dashboard: http://127.0.0.1:8002/ (also /_status and /metrics; sample.conf's http_address)"
 
 PYTHONPATH="$PWD/python/src" /usr/bin/gunicorn --chdir "$PWD/examples/gunicorn" -c "$PWD/examples/gunicorn/gunicorn.conf.py" -b "127.0.0.1:$GUNI_PORT" app:application \
   >"$run/gunicorn.log" 2>&1 &
@@ -50,5 +51,7 @@ while true; do
   bin/gstatsctl -v stats | sed -n '/^Window/,/^Status/p'
   echo "---- last metric written (sample.conf: [[outputs.file]] to stdout)"
   grep '^gstats,' "$run/metrics.lp" | tail -1 || echo "(none yet: the first comes after the 10 s interval)"
+  echo "---- http://127.0.0.1:8002/metrics (Prometheus), request counters"
+  curl -fs --max-time 2 http://127.0.0.1:8002/metrics | grep -E '^gstats_requests_(started|finished)_total' || echo "(status listener not answering)"
   if [ "$DEMO_SECONDS" -gt 0 ] && [ "$SECONDS" -ge "$end" ]; then break; fi
 done

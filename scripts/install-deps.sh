@@ -9,6 +9,8 @@ packages=(
   python3-pip python3-venv python3-setuptools python3-wheel  # the Python client package, installed with pip in tests
   influxdb influxdb-client                                   # tests: a real InfluxDB 1.x fed by Telegraf and gstats-collectd
   wrk                                                        # benchmarks: gunicorn throughput with and without hooks
+  munin-node                                                 # tests: real munin-run and munin-node-configure for the munin plug-ins
+  chromium                                                   # tests: headless Chromium loads the live dashboard page
 )
 
 sudo=""
