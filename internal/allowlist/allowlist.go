@@ -17,8 +17,7 @@
 //
 // Client addresses given as IPv4-mapped IPv6 (::ffff:127.0.0.1) are
 // checked as the IPv4 address they map; so are entries written that way
-// (::ffff:10.0.0.0/104 is 10.0.0.0/8), which the Python application never
-// matches.
+// (::ffff:10.0.0.0/104 is 10.0.0.0/8), as the Python application does.
 package allowlist
 
 import (

@@ -24,6 +24,9 @@ from conftest import free_port
     ("fe80::/10", ["fe80::1%eth0"], ["fd00::1"]),
     ("::", ["::"], ["::1"]),
     ("0.0.0.0/0,::/0", ["8.8.8.8", "2001:4860::8888"], ["", "not-an-ip", None]),
+    # IPv4-mapped entries are their IPv4 networks, as mapped clients are
+    ("::ffff:10.0.0.0/104", ["10.3.3.3", "::ffff:10.3.3.3"], ["11.0.0.1", "::1"]),
+    ("::ffff:1.2.3.4", ["1.2.3.4"], ["1.2.3.5"]),
 ])
 def test_allowed_ips(value, allowed, refused):
     allow = gw.parse_allowed_ips(value)

@@ -461,19 +461,7 @@ func TestIntegrationBadInputLosesNothingElse(t *testing.T) {
 			want[b.reason] += rounds
 		}
 	}
-	info, err := control(t, g).Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range wire.AllReasons() {
-		if info.Rejected[r] != want[r] {
-			t.Errorf("rejected[%s] = %d, want %d", r, info.Rejected[r], want[r])
-		}
-	}
-	st, err := control(t, g).Stats(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := checkRejected(t, g, want)
 	if s := st["good"]; s.Started != rounds*int64(len(bad)) || s.Finished != rounds*int64(len(bad)) || s.Status.S2xx != s.Finished {
 		t.Errorf("good prefix = %+v, want %d started and finished", s, rounds*len(bad))
 	}
@@ -771,6 +759,17 @@ func TestIntegrationPackedMessages(t *testing.T) {
 	if got := g.stats.accepted.Load(); got != good {
 		t.Errorf("accepted = %d, want %d", got, good)
 	}
+	st := checkRejected(t, g, want)
+	n := int64(rounds*len(events)) * 2
+	if s := st["good"]; s.Started != n+50_000 || s.Finished != n+50_000 || s.Status.S5xx != n/2 || s.Status.S2xx != n/2+50_000 {
+		t.Errorf("good prefix = %+v, want %d started and finished, %d 5xx", s, n+50_000, n/2)
+	}
+}
+
+// checkRejected checks INFO's rejection counters against want (every reason
+// not in it must be 0) and returns STATS.
+func checkRejected(t *testing.T, g *Gstats, want map[wire.Reason]int64) wire.StatsReply {
+	t.Helper()
 	info, err := control(t, g).Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -784,8 +783,5 @@ func TestIntegrationPackedMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := int64(rounds*len(events)) * 2
-	if s := st["good"]; s.Started != n+50_000 || s.Finished != n+50_000 || s.Status.S5xx != n/2 || s.Status.S2xx != n/2+50_000 {
-		t.Errorf("good prefix = %+v, want %d started and finished, %d 5xx", s, n+50_000, n/2)
-	}
+	return st
 }

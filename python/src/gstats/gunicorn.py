@@ -194,6 +194,15 @@ class Hooks:
         return "Hooks(address=%r, prefix=%r, send_start=%r, pack=%r, enabled=%r)" % (
             self.address, self.prefix, self.send_start, self.pack, self.enabled)
 
+    def _choose_prefix(self, req):
+        """The prefix ``prefix_func`` gives ``req``; the default if it fails."""
+        try:
+            return _prefix_bytes(self.prefix_func(req), "prefix_func's result")
+        except Exception as exc:
+            _client.note_error(("prefix_func", type(exc).__name__),
+                               "gstats: prefix_func failed: %r; using prefix %r", exc, self.prefix)
+            return self.prefix
+
     def _build(self):
         """Make the two hot-path functions as closures (no attribute lookups)."""
         addr = self.address
@@ -218,13 +227,7 @@ class Hooks:
         if self.pack:
             return self._build_packed()
 
-        def choose_prefix(req):
-            try:
-                return _prefix_bytes(prefix_func(req), "prefix_func's result")
-            except Exception as exc:
-                note_error(("prefix_func", type(exc).__name__),
-                           "gstats: prefix_func failed: %r; using prefix %r", exc, default_prefix)
-                return default_prefix
+        choose_prefix = self._choose_prefix
 
         def pre_request(worker, req):
             """gunicorn pre_request: note the start time, report the start."""
@@ -293,13 +296,7 @@ class Hooks:
         start_rec = default_prefix + b"\t\n"
         default_packable = _packable(default_prefix)
 
-        def choose_prefix(req):
-            try:
-                return _prefix_bytes(prefix_func(req), "prefix_func's result")
-            except Exception as exc:
-                note_error(("prefix_func", type(exc).__name__),
-                           "gstats: prefix_func failed: %r; using prefix %r", exc, default_prefix)
-                return default_prefix
+        choose_prefix = self._choose_prefix
 
         def pre_request(worker, req):
             """gunicorn pre_request: note the start time, report the start."""

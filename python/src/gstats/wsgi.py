@@ -66,7 +66,12 @@ def _network(text):
         if end < 0:
             raise ValueError(text)
         text = text[1:end] + text[end + 1:]
-    return ipaddress.ip_network(text, strict=False)
+    net = ipaddress.ip_network(text, strict=False)
+    if net.version == 6 and net.prefixlen >= 96 and net.network_address.ipv4_mapped is not None:
+        # ::ffff:10.0.0.0/104 is 10.0.0.0/8: client addresses given as
+        # IPv4-mapped IPv6 are checked as IPv4, so the entry must be too.
+        net = ipaddress.ip_network("%s/%d" % (net.network_address.ipv4_mapped, net.prefixlen - 96))
+    return net
 
 
 def _parse_entry(entry, source):
