@@ -3,7 +3,8 @@
 #
 #   python/bench/bench_gunicorn.sh [WORKER_CLASS] [WORKERS]     (default: sync 1)
 #
-# Environment: DURATION (wrk seconds per run, 5), ROUNDS (off/on pairs, 3),
+# Environment: DURATION (wrk seconds per run, 5), ROUNDS (off/on pairs, 5),
+# WARMUP (seconds of one unrecorded OFF and ON run first, 2; 0 skips it),
 # HOOKS_CONF (the gunicorn configuration of the ON runs, default
 # python/tests/app/hooks.conf.py; GSTATS_* variables reach it),
 # CONNECTIONS (16), GSTATS_COLLECTD (the collector binary, default
@@ -21,7 +22,8 @@ set -euo pipefail
 WORKER_CLASS=${1:-sync}
 WORKERS=${2:-1}
 DURATION=${DURATION:-5}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
+WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-16}
 # With two or more CPUs, gunicorn runs on CPU 0 and wrk and the collector on
 # CPU 1 (PIN=0 turns this off): gunicorn's throughput is then bounded by its
@@ -146,6 +148,16 @@ echo "gunicorn $WORKER_CLASS x$WORKERS, wrk -t2 -c$CONNECTIONS -d${DURATION}s, $
 if [ ${#APP_CPU[@]} -gt 0 ]; then echo "gunicorn pinned to CPU 0; wrk and the collector to CPU 1"; fi
 echo "(CPU us/req: user+system time of the workers and of the collector per request)"
 printf '%-6s %-6s %12s %17s %16s %19s\n' round hooks 'requests/s' 'worker CPU us/req' 'collector CPU us/req' 'collector started'
+# Warm-up: the first runs after the collector starts are slower on both
+# sides (caches, the CPU's clock); they are not recorded.
+if [ "$WARMUP" -gt 0 ]; then
+  for mode in off on; do
+    start_gunicorn "$mode"
+    timeout $((WARMUP + 20)) "${LOAD_CPU[@]}" wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 2s \
+      "http://127.0.0.1:$PORT/" >/dev/null
+    stop_pid "$GUNICORN_PID"; GUNICORN_PID=
+  done
+fi
 OFF=() ON=() WCPU_OFF=() WCPU_ON=()
 for round in $(seq "$ROUNDS"); do
   # Alternate the order, so that a drift of the machine's speed during the
