@@ -88,6 +88,13 @@ def _status_frame(code):
         return None
 
 
+def _finish_frames(prefix, seconds, code):
+    """The classic finish message: prefix, milliseconds, and the status if any."""
+    ms = b"%.3f" % (seconds * 1000.0)
+    status = None if code is None else (_STATUS.get(code) or _status_frame(code))
+    return (prefix, ms) if status is None else (prefix, ms, status)
+
+
 def _packable(prefix):
     """Whether ``prefix`` can travel in a packed message (no tab, no newline)."""
     return b"\t" not in prefix and b"\n" not in prefix
@@ -211,7 +218,6 @@ class Hooks:
         prefix_func = self.prefix_func
         perf_counter = time.perf_counter
         enqueue = _client._enqueue
-        status_bytes = _STATUS.get
         note_error = _client.note_error
         start_attr = START_ATTR
         prefix_attr = PREFIX_ATTR
@@ -255,15 +261,8 @@ class Hooks:
                     prefix = default_prefix
                 else:
                     prefix = getattr(req, prefix_attr, default_prefix)
-                ms = b"%.3f" % ((ended - started) * 1000.0)
-                code = getattr(resp, "status_code", None)
-                status = None if code is None else status_bytes(code)
-                if status is None and code is not None:
-                    status = _status_frame(code)
-                if status is None:
-                    enqueue(addr, (prefix, ms))
-                else:
-                    enqueue(addr, (prefix, ms, status))
+                enqueue(addr, _finish_frames(prefix, ended - started,
+                                             getattr(resp, "status_code", None)))
             except Exception as exc:  # never break a request
                 note_error(("post_request", type(exc).__name__),
                            "gstats: post_request hook failed: %r", exc)
@@ -348,12 +347,7 @@ class Hooks:
                     elif not ch.armed:
                         arm(ch)
                     return
-                ms = b"%.3f" % ((ended - started) * 1000.0)
-                status = None if code is None else (_STATUS.get(code) or _status_frame(code))
-                if status is None:
-                    enqueue(addr, (prefix, ms))
-                else:
-                    enqueue(addr, (prefix, ms, status))
+                enqueue(addr, _finish_frames(prefix, ended - started, code))
             except Exception as exc:  # never break a request
                 note_error(("post_request", type(exc).__name__),
                            "gstats: post_request hook failed: %r", exc)
