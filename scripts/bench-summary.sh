@@ -30,4 +30,4 @@ grep -E '^Benchmark(BareHandler|Middleware|Sender)|^BenchmarkFinish/collector=' 
 done
 echo
 echo "== Python hooks and gunicorn (targets: <= 8 us per request pair; >= 95 % of gunicorn's requests/s without hooks)"
-grep -E '^(hooks: |a socket per message|median requests/s|ON/OFF per round|median worker CPU)' "$f" || echo "(no Python figures in $f)"
+grep -E '^(hooks: |a socket per message|median requests/s|ON/OFF per round|median worker CPU|side by side ON/OFF)' "$f" || echo "(no Python figures in $f)"

@@ -5,6 +5,7 @@
 #
 # Environment: DURATION (wrk seconds per run, 5), ROUNDS (off/on pairs, 5),
 # WARMUP (seconds of one unrecorded OFF and ON run first, 2; 0 skips it),
+# SIDE_ROUNDS (side-by-side runs, 3; 0 skips them),
 # HOOKS_CONF (the gunicorn configuration of the ON runs, default
 # python/tests/app/hooks.conf.py; GSTATS_* variables reach it),
 # CONNECTIONS (16), GSTATS_COLLECTD (the collector binary, default
@@ -12,7 +13,12 @@
 #
 # Runs alternate hooks OFF and ON (OFF ON OFF ON ...) against the same
 # application (python/tests/app/app.py, GET /), each on a fresh gunicorn,
-# with one gstats-collectd receiving the ON runs' messages. wrk runs under
+# with one gstats-collectd receiving the ON runs' messages. Then, SIDE_ROUNDS
+# times (3), OFF and ON run side by side: two gunicorns at once on the same
+# CPU, each loaded by its own wrk, so that the machine's changes of speed
+# (other virtual machines on the host) hit both alike; the scheduler shares
+# the CPU between the two saturated workers, and the ratio of the requests
+# they serve is the ratio of their costs per request. wrk runs under
 # `timeout`; gunicorn and the collector are stopped by PID (SIGTERM, bounded
 # wait, SIGKILL as a last resort) on every exit path. The box has 2 cores
 # shared by wrk, gunicorn and the collector: compare OFF and ON of the same
@@ -24,6 +30,7 @@ WORKERS=${2:-1}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-2}
+SIDE_ROUNDS=${SIDE_ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-16}
 # With two or more CPUs, gunicorn runs on CPU 0 and wrk and the collector on
 # CPU 1 (PIN=0 turns this off): gunicorn's throughput is then bounded by its
@@ -65,7 +72,10 @@ stop_pid() { # stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL
   kill -KILL "$pid" 2>/dev/null || true
 }
 
+SIDE_PIDS=()
 cleanup() {
+  local pid
+  for pid in "${SIDE_PIDS[@]}"; do stop_pid "$pid"; done
   stop_pid "$GUNICORN_PID"
   stop_pid "$COLLECTOR_PID"
   rm -rf "$WORK"
@@ -194,3 +204,37 @@ print("median worker CPU per request: OFF %.0f us, ON %.0f us (+%.0f us)"
       % (statistics.median(woff), statistics.median(won),
          statistics.median(won) - statistics.median(woff)))
 EOF
+
+# Side by side: both gunicorns on the application CPU at once, each with
+# its own wrk (half the connections each) on the load CPU.
+if [ "$SIDE_ROUNDS" -gt 0 ]; then
+  echo
+  echo "side by side: OFF and ON at once on the same CPU, wrk -t1 -c$((CONNECTIONS / 2)) -d${DURATION}s each"
+  printf '%-6s %12s %12s %9s %17s %17s\n' round 'OFF req/s' 'ON req/s' 'ON/OFF' 'OFF CPU us/req' 'ON CPU us/req'
+  SIDE=()
+  for round in $(seq "$SIDE_ROUNDS"); do
+    start_gunicorn off; off_pid=$GUNICORN_PID off_port=$PORT; SIDE_PIDS+=("$off_pid"); GUNICORN_PID=
+    start_gunicorn on; on_pid=$GUNICORN_PID on_port=$PORT; SIDE_PIDS+=("$on_pid"); GUNICORN_PID=
+    off_workers=$(cat "/proc/$off_pid/task/$off_pid/children")
+    on_workers=$(cat "/proc/$on_pid/task/$on_pid/children")
+    # shellcheck disable=SC2086
+    a0=$(cpu_ticks $off_workers); b0=$(cpu_ticks $on_workers)
+    wrk_pids=()
+    for port in "$off_port" "$on_port"; do
+      timeout $((DURATION + 20)) "${LOAD_CPU[@]}" wrk -t1 -c$((CONNECTIONS / 2)) -d"${DURATION}s" --timeout 2s \
+        "http://127.0.0.1:$port/" > "$WORK/wrk-$port.out" &
+      wrk_pids+=($!)
+    done
+    wait "${wrk_pids[@]}"
+    # shellcheck disable=SC2086
+    a1=$(cpu_ticks $off_workers); b1=$(cpu_ticks $on_workers)
+    stop_pid "$off_pid"; stop_pid "$on_pid"; SIDE_PIDS=()
+    read -r off_rps off_n < <(awk '/^Requests\/sec/ {rps=$2} / requests in / {n=$1} END {print rps, n}' "$WORK/wrk-$off_port.out")
+    read -r on_rps on_n < <(awk '/^Requests\/sec/ {rps=$2} / requests in / {n=$1} END {print rps, n}' "$WORK/wrk-$on_port.out")
+    ratio=$("$PY" -c "print('%.1f' % (100.0 * $on_rps / $off_rps))")
+    printf '%-6s %12s %12s %8s%% %17s %17s\n' "$round" "$off_rps" "$on_rps" "$ratio" \
+      "$(( (a1 - a0) * 1000000 / TICK / off_n ))" "$(( (b1 - b0) * 1000000 / TICK / on_n ))"
+    SIDE+=("$ratio")
+  done
+  "$PY" -c "import statistics, sys; r = [float(x) for x in sys.argv[1:]]; print('side by side ON/OFF: median %.1f %% (rounds %s; target >= 95 %%)' % (statistics.median(r), ' '.join('%.1f' % x for x in r)))" "${SIDE[@]}"
+fi
