@@ -215,11 +215,7 @@ func TestIntegrationLiveDashboard(t *testing.T) {
 				}
 				ms := strconv.Itoa(5 + (round*11+i*17+pi*23)%120)
 				sendFrames(t, push, prefix, "")
-				if status == "" {
-					sendFrames(t, push, prefix, ms)
-				} else {
-					sendFrames(t, push, prefix, ms, status)
-				}
+				sendFinish(t, push, prefix, ms, status)
 				finished[prefix]++
 			}
 		}

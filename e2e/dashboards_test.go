@@ -521,11 +521,7 @@ func dashboardTraffic(t *testing.T, statsAddr string, prefixes []string, inFligh
 			for i, status := range statuses {
 				ms := strconv.Itoa(1 + (round*7+i*13+pi*29)%90)
 				sendFrames(t, push, prefix, "")
-				if status == "" {
-					sendFrames(t, push, prefix, ms)
-				} else {
-					sendFrames(t, push, prefix, ms, status)
-				}
+				sendFinish(t, push, prefix, ms, status)
 				finished[prefix]++
 			}
 		}
@@ -553,13 +549,7 @@ func TestIntegrationDashboardQueries(t *testing.T) {
 	telegrafBin := requireBinary(t, stockTelegraf)
 	db := startInfluxDB(t)
 	dir := t.TempDir()
-	// The deployed execd snippet and plugin file, on free ports.
-	plugin := writeFile(t, dir, "plugin.conf", readDeploy(t, "telegraf/plugin.conf",
-		`stats_address = "tcp://127.0.0.2:2345"`, `stats_address = "tcp://127.0.0.1:*"`,
-		`comm_address = "tcp://127.0.0.1:2345"`, `comm_address = "tcp://127.0.0.1:*"`))
-	snippet := writeFile(t, dir, "gstats.conf", readDeploy(t, "telegraf/telegraf.d/gstats.conf",
-		"/usr/local/bin/gstats-collectd", bin.Collectd,
-		"/etc/gstats/plugin.conf", plugin))
+	snippet := execdSnippet(t, dir) // the deployed snippet, on free ports
 	main := writeFile(t, dir, "telegraf.conf", fmt.Sprintf(`[agent]
   interval = "1s"
   flush_interval = "1s"

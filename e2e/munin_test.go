@@ -196,11 +196,7 @@ func shopTraffic(t *testing.T, c *collector) {
 		sendFrames(t, push, prefix, "")
 	}
 	for _, f := range finishes {
-		if f.status == "" {
-			sendFrames(t, push, prefix, f.ms)
-		} else {
-			sendFrames(t, push, prefix, f.ms, f.status)
-		}
+		sendFinish(t, push, prefix, f.ms, f.status)
 	}
 	// Prefixes whose labels need normalising, with distinct counts: n
 	// requests of 10 ms each.

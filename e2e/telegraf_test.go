@@ -104,6 +104,19 @@ func writeFile(t *testing.T, dir, name, text string) string {
 	return path
 }
 
+// execdSnippet writes the deployed execd snippet and its plugin file into
+// dir, with the collector on free loopback ports and the built binary, plus
+// the further old/new replacements of the snippet; it returns the
+// snippet's path.
+func execdSnippet(t *testing.T, dir string, oldNew ...string) string {
+	t.Helper()
+	plugin := writeFile(t, dir, "plugin.conf", readDeploy(t, "telegraf/plugin.conf",
+		`stats_address = "tcp://127.0.0.2:2345"`, `stats_address = "tcp://127.0.0.1:*"`,
+		`comm_address = "tcp://127.0.0.1:2345"`, `comm_address = "tcp://127.0.0.1:*"`))
+	return writeFile(t, dir, "gstats.conf", readDeploy(t, "telegraf/telegraf.d/gstats.conf",
+		append([]string{"/usr/local/bin/gstats-collectd", bin.Collectd, "/etc/gstats/plugin.conf", plugin}, oldNew...)...))
+}
+
 // agentConf is Telegraf's [agent] section for the tests.
 func agentConf(interval string) string {
 	return fmt.Sprintf(`[agent]
@@ -315,15 +328,10 @@ func TestIntegrationTelegrafExecdToInfluxDB(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			db := startInfluxDB(t)
 			dir := t.TempDir()
-			plugin := writeFile(t, dir, "plugin.conf", readDeploy(t, "telegraf/plugin.conf",
-				`stats_address = "tcp://127.0.0.2:2345"`, `stats_address = "tcp://127.0.0.1:*"`,
-				`comm_address = "tcp://127.0.0.1:2345"`, `comm_address = "tcp://127.0.0.1:*"`))
-			snippet := writeFile(t, dir, "gstats.conf", readDeploy(t, "telegraf/telegraf.d/gstats.conf",
-				"/usr/local/bin/gstats-collectd", bin.Collectd,
-				"/etc/gstats/plugin.conf", plugin,
+			snippet := execdSnippet(t, dir,
 				`"--poll-interval", "0"`, fmt.Sprintf(`"--poll-interval", %q`, tc.poll),
 				`signal = "STDIN"`, fmt.Sprintf(`signal = %q`, tc.signal),
-				`restart_delay = "10s"`, `restart_delay = "1s"`))
+				`restart_delay = "10s"`, `restart_delay = "1s"`)
 			out := filepath.Join(dir, "out.lp")
 			main := writeFile(t, dir, "telegraf.conf", agentConf(tc.every)+fmt.Sprintf(`
 [[outputs.file]]
@@ -550,6 +558,17 @@ func pushSocket(t *testing.T, addr string) *zmq.Socket {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// sendFinish sends a finish of ms milliseconds, with a status frame unless
+// status is "".
+func sendFinish(t *testing.T, s *zmq.Socket, prefix, ms, status string) {
+	t.Helper()
+	if status == "" {
+		sendFrames(t, s, prefix, ms)
+		return
+	}
+	sendFrames(t, s, prefix, ms, status)
 }
 
 func sendFrames(t *testing.T, s *zmq.Socket, frames ...string) {

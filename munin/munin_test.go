@@ -13,28 +13,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gstats/gstats/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it)\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
-}
 
 func TestLabel(t *testing.T) {
 	tests := []struct{ prefix, want string }{
@@ -291,9 +274,9 @@ func TestGolden(t *testing.T) {
 	p := s["My.Shop-API"]
 	for _, k := range Kinds() {
 		name := strings.TrimSuffix(k.Base(), "_")
-		golden(t, name+".config", Config(k, "My.Shop-API", Options{}))
+		golden.Check(t, name+".config", Config(k, "My.Shop-API", Options{}), *update)
 		if k != Latency { // percentiles from the collector's sketch are approximate
-			golden(t, name+".fetch", Fetch(k, p, Options{}))
+			golden.Check(t, name+".fetch", Fetch(k, p, Options{}), *update)
 		}
 	}
 	// The original's reply gives the original plug-ins the same values.

@@ -5,8 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/influxdata/telegraf/testutil"
 
+	"github.com/gstats/gstats/internal/golden"
 	"github.com/gstats/gstats/internal/version"
 	"github.com/gstats/gstats/plugins/inputs/gstats"
 	"github.com/gstats/gstats/wire"
@@ -201,28 +200,6 @@ var (
 	startedRE  = regexp.MustCompile(`(?m)^started: (\S+) \(up (\S+)\)$`)
 )
 
-// golden compares got with testdata/name.golden, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it)\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
-}
-
 func TestGolden(t *testing.T) {
 	tests := []struct {
 		name string
@@ -280,7 +257,7 @@ func TestGolden(t *testing.T) {
 			if tt.scrub != nil {
 				stdout = tt.scrub(t, c, stdout)
 			}
-			golden(t, tt.name, stdout)
+			golden.Check(t, tt.name+".golden", stdout, *update)
 		})
 	}
 }
