@@ -16,7 +16,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 20000x
 BENCHTIME ?= 3x
 
-.PHONY: all deps build test test-short test-pure test-python fuzz lint tidy bench bench-go bench-python run clean vendor-web
+.PHONY: all deps build test test-short test-pure test-python fuzz lint tidy bench bench-go bench-python bench-harness run clean vendor-web
 
 all: build
 
@@ -72,19 +72,27 @@ vendor-web:
 tidy:
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
 
-# Benchmarks, side by side in one run: the collector against a bare PULL
-# receiver on the same backlog (ratio), STATS cost from 1e3 to 1e6
-# durations, bytes per prefix, the Go client's middleware (ns and
-# allocations per request), the Python hooks against a socket per message
-# as the original client did, and gunicorn's requests/s with the hooks and
-# without (wrk).
-bench: build
+# Benchmarks, side by side in one run, written up in docs/PERFORMANCE.md:
+#   bench-go      Go benchmarks: the window (STATS cost, inserts, bytes per
+#                 prefix, percentile accuracy), STATS and Gather over 1e3 to
+#                 6e6 durations and 1 to 10 000 prefixes, draining a backlog
+#                 against bare PULL receivers, the Go client's middleware
+#   bench-python  the Python hooks against a socket per message, and
+#                 gunicorn's requests/s with and without them (wrk)
+#   bench-harness bench/harness: sustained loss-free ingest rate and CPU per
+#                 message of gstats-collectd, of bare PULL receivers (the
+#                 limit) and of Telegraf's statsd input (the peer), RSS with
+#                 up to 6e6 durations, percentiles against exact values and
+#                 statsd's; it reads bench.out and rewrites the report
+bench: deps build
 	set -o pipefail; { $(MAKE) --no-print-directory bench-go && $(MAKE) --no-print-directory bench-python ; } 2>&1 | tee bench.out
-	@scripts/bench-summary.sh bench.out
+	$(MAKE) --no-print-directory bench-harness
+	@sed -n '/^## Targets/,/^## Machine/p' docs/PERFORMANCE.md | sed '$$d'
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./plugins/inputs/gstats/window/
-	$(GO) test -run '^$$' -bench 'StatsReply' -benchtime 300x -benchmem ./plugins/inputs/gstats/
+	$(GO) test -run '^$$' -bench 'StatsGrid' -benchtime 20x -benchmem -timeout 30m ./plugins/inputs/gstats/
+	$(GO) test -run '^$$' -bench 'StatsGrowth' -benchtime 5000x ./plugins/inputs/gstats/
 	$(GO) test -run '^$$' -bench 'Ingest' -benchtime $(BENCHTIME) ./plugins/inputs/gstats/
 	$(GO) test -run '^$$' -bench . -benchmem ./client/
 
@@ -92,8 +100,14 @@ bench-python: build
 	$(PYTHON) python/bench/bench_hooks.py
 	python/bench/bench_gunicorn.sh sync 1
 
+# The senders run pinned to CPU 0, the receivers to CPU 1.
+bench-harness: build
+	$(GO) build -o bin/gstats-bench ./bench/harness
+	taskset -c 0 bin/gstats-bench run -collectd bin/gstats-collectd -receiver-cpus 1 \
+	  -go-bench bench.out -report docs/PERFORMANCE.md -json bench-results.json
+
 run: deps build
 	scripts/demo.sh
 
 clean:
-	rm -rf bin bench.out
+	rm -rf bin bench.out bench-results.json

@@ -94,11 +94,16 @@ func reject(r Reason, format string, args ...any) error {
 	return &RejectError{Reason: r, Detail: fmt.Sprintf(format, args...)}
 }
 
+// FrameCountError is the rejection of a message of n frames, n not 2 or 3.
+func FrameCountError(n int) error {
+	return reject(ReasonFrames, "got %d frames, want 2 (prefix, duration) or 3 (prefix, duration, status)", n)
+}
+
 // ParseMessage parses the frames of one ingest message. On error it returns
 // a *RejectError.
 func ParseMessage(frames [][]byte, lim Limits) (Message, error) {
 	if len(frames) < 2 || len(frames) > 3 {
-		return Message{}, reject(ReasonFrames, "got %d frames, want 2 (prefix, duration) or 3 (prefix, duration, status)", len(frames))
+		return Message{}, FrameCountError(len(frames))
 	}
 	// The limits apply to the prefix frame as sent: an empty frame is
 	// always accepted, whatever max_prefix_length is.

@@ -74,6 +74,7 @@ type options struct {
 	sampleConfig bool
 	execd        bool
 	pollInterval time.Duration
+	pprofAddr    string
 }
 
 const usageText = `Usage: gstats-collectd [options]
@@ -105,6 +106,8 @@ Options:
                         only when Telegraf asks (signal = "STDIN")
   --sample-config       print the [[inputs.gstats]] sample configuration
   --log-level=LEVEL     error, warn, info, debug or trace [info]
+  --pprof-addr=ADDR     serve Go's profiles (net/http/pprof) on ADDR, a
+                        loopback host:port such as 127.0.0.1:6060 [off]
   --version             print the version and exit
 
 Signals: SIGTERM, SIGINT and SIGQUIT stop the collector after processing
@@ -136,6 +139,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, map[string]bo
 	fs.BoolVar(&o.sampleConfig, "sample-config", false, "")
 	fs.BoolVar(&o.execd, "execd", false, "")
 	fs.DurationVar(&o.pollInterval, "poll-interval", 10*time.Second, "")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "")
 	if err := fs.Parse(splitShort(args, "scl", longFlags(fs))); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageText)
@@ -240,6 +244,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The Telegraf libraries (outputs, the shim) log through Telegraf's
 	// logger; send it through ours so every line has one format.
 	telegrafLogger.RedirectLogging(logging.NewLineWriter(log))
+
+	if o.pprofAddr != "" {
+		stopPprof, err := startPprof(o.pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 
 	cfg, err := loadConfig(o, set, log)
 	if err != nil {

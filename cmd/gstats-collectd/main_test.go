@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -218,6 +219,8 @@ func TestRun(t *testing.T) {
 		{name: "missing config", args: []string{"--config", "/nonexistent/gstats.conf"}, wantErr: "/nonexistent/gstats.conf"},
 		{name: "host name", args: []string{"-s", "tcp://localhost:5555"}, wantErr: `invalid configuration: stats_address "tcp://localhost:5555"`},
 		{name: "no transport", args: []string{"-c", "127.0.0.1:5555"}, wantErr: `comm_address "127.0.0.1:5555" has no transport`},
+		{name: "pprof not loopback", args: []string{"--pprof-addr", "0.0.0.0:6060"}, wantErr: `--pprof-addr "0.0.0.0:6060": profiles are served on a loopback address only`},
+		{name: "pprof no port", args: []string{"--pprof-addr", "127.0.0.1"}, wantErr: `--pprof-addr "127.0.0.1"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -559,6 +562,33 @@ func TestIntegrationPushAndStats(t *testing.T) {
 	}
 	if got := d.accepted(t); got != 7 {
 		t.Errorf("final log says %d messages accepted, want 7", got)
+	}
+}
+
+func TestIntegrationPprof(t *testing.T) {
+	d := startDaemon(t, append([]string{"--pprof-addr", "127.0.0.1:0"}, wildcard...)...)
+	d.waitLog(t, "profiles served on http://")
+	url := regexp.MustCompile(`http://127\.0\.0\.1:\d+/debug/pprof/`).FindString(d.stderr.String())
+	if url == "" {
+		t.Fatalf("no profile URL in the log:\n%s", d.stderr.String())
+	}
+	for _, path := range []string{"cmdline", "goroutine?debug=1", "profile?seconds=1"} {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || len(body) == 0 {
+			t.Errorf("GET %s: status %d, %d bytes, err %v", path, resp.StatusCode, len(body), err)
+		}
+		if path == "cmdline" && !strings.Contains(string(body), "--pprof-addr") {
+			t.Errorf("cmdline = %q, want the daemon's own arguments", body)
+		}
+	}
+	d.signal(t, syscall.SIGTERM)
+	if code := d.wait(t, exitTimeout); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
 }
 

@@ -407,19 +407,19 @@ func (g *Gstats) Gather(acc telegraf.Accumulator) error {
 // fields turns one prefix's statistics into metric fields. Latency fields
 // are omitted while the window holds no duration.
 func (g *Gstats) fields(st window.Stats) map[string]any {
-	f := map[string]any{
-		"started":     st.Started,
-		"finished":    st.Finished,
-		"in_flight":   st.InFlight(),
-		"count":       st.Count,
-		"rate":        st.Rate,
-		"status_1xx":  st.Status[1],
-		"status_2xx":  st.Status[2],
-		"status_3xx":  st.Status[3],
-		"status_4xx":  st.Status[4],
-		"status_5xx":  st.Status[5],
-		"status_none": st.Status[window.ClassNone],
-	}
+	// Sized once for every field: growing the map took a tenth of Gather.
+	f := make(map[string]any, 15+len(g.Percentiles))
+	f["started"] = st.Started
+	f["finished"] = st.Finished
+	f["in_flight"] = st.InFlight()
+	f["count"] = st.Count
+	f["rate"] = st.Rate
+	f["status_1xx"] = st.Status[1]
+	f["status_2xx"] = st.Status[2]
+	f["status_3xx"] = st.Status[3]
+	f["status_4xx"] = st.Status[4]
+	f["status_5xx"] = st.Status[5]
+	f["status_none"] = st.Status[window.ClassNone]
 	if st.Count > 0 {
 		f["mean_ms"] = st.Mean
 		f["stddev_ms"] = st.Std
@@ -437,7 +437,7 @@ func (g *Gstats) fields(st window.Stats) map[string]any {
 // prefixes there are.
 func (g *Gstats) snapshot() map[string]window.Stats {
 	g.mu.Lock()
-	names := g.win.Prefixes()
+	names := g.win.AppendPrefixes(make([]string, 0, g.win.Len())) // unsorted: the result is a map
 	g.mu.Unlock()
 	out := make(map[string]window.Stats, len(names))
 	for _, name := range names {

@@ -7,16 +7,28 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/gstats/gstats/internal/zbatch"
 	"github.com/gstats/gstats/wire"
 )
 
-// batchSize is how many messages are parsed before the window lock is taken
-// once for all of them.
+// batchSize is how many messages are received in one call and parsed
+// before the window lock is taken once for all of them.
 const batchSize = 512
+
+// batchBytes bounds the frame bytes received in one call (more only when a
+// single message is larger).
+const batchBytes = 256 << 10
 
 // pollRound bounds the messages read between two polls, so a flood cannot
 // keep Stop's wake-up or the monitor waiting.
 const pollRound = 16 * batchSize
+
+// ingestPause is how long the loop lets messages gather after it emptied
+// the queue, before it waits for the next one: under steady traffic the
+// loop then wakes at most about 1/ingestPause times a second, whatever the
+// message rate, instead of once for every few messages. Events reach the
+// window up to this much later.
+const ingestPause = 5 * time.Millisecond
 
 // finalDrainTime bounds the drain at Stop when senders keep sending.
 const finalDrainTime = 2 * time.Second
@@ -30,11 +42,17 @@ const stopQuiet = 100 * time.Millisecond
 type ingestLoop struct {
 	g       *Gstats
 	pull    *zmq.Socket
+	rx      *zbatch.Receiver // reads pull in batches
+	frames  [][]byte         // reused for the frames of each message
 	monitor *zmq.Socket
 	wake    *zmq.Socket
 	limits  wire.Limits
 	batch   []wire.Message
 	logs    *throttle
+	// names interns prefixes, so that applying an event of a known
+	// prefix allocates nothing; at most maxNames entries.
+	names    map[string]string
+	maxNames int
 	// onEvent takes each event of a packed message (a method value made
 	// once, so parsing a packed message allocates no closure).
 	onEvent func(wire.Message, error)
@@ -71,16 +89,27 @@ func (g *Gstats) bindIngest() (*ingestLoop, error) {
 		_ = mon.Close()
 		return nil, bindError("stats", "stats_address", "-s/--stats-address", g.StatsAddress, err)
 	}
+	rx, err := zbatch.NewReceiver(pull, batchSize, batchBytes)
+	if err != nil {
+		_ = pull.Close()
+		_ = mon.Close()
+		return nil, fmt.Errorf("stats socket: %w", err)
+	}
 	l := &ingestLoop{
 		g:       g,
 		pull:    pull,
+		rx:      rx,
+		frames:  make([][]byte, 0, zbatch.KeptFrames),
 		monitor: mon,
 		limits: wire.Limits{
 			MaxPrefixLength: g.MaxPrefixLength,
 			MaxDuration:     float64(time.Duration(g.MaxDuration)) / float64(time.Millisecond),
 		},
 		batch: make([]wire.Message, 0, batchSize),
-		logs:  newThrottle(time.Duration(g.RejectLogInterval)),
+		names: make(map[string]string),
+		// Room for every tracked prefix and as many refused ones.
+		maxNames: 2 * g.MaxPrefixes,
+		logs:     newThrottle(time.Duration(g.RejectLogInterval)),
 	}
 	l.onEvent = l.event
 	return l, nil
@@ -93,8 +122,9 @@ func (l *ingestLoop) run() {
 	poller.Add(l.pull, zmq.POLLIN)
 	poller.Add(l.monitor, zmq.POLLIN)
 	poller.Add(l.wake, zmq.POLLIN)
+	wait := time.Duration(-1) // block until something happens
 	for {
-		polled, err := poller.Poll(-1)
+		polled, err := poller.Poll(wait)
 		if err != nil {
 			if retryable(err) {
 				continue
@@ -118,7 +148,18 @@ func (l *ingestLoop) run() {
 			l.g.Log.Infof("stats socket drained in %s: %d messages processed after the stop request", time.Since(t0).Round(time.Microsecond), n)
 			return
 		}
-		l.drain(time.Time{}, pollRound)
+		switch n := l.drain(time.Time{}, pollRound); {
+		case n >= pollRound:
+			wait = 0 // more is queued: only look at the other sockets
+		case n > 0:
+			// Traffic, and the queue is empty: let messages gather.
+			// A Go sleep, not a blocking poll, which would cost a
+			// thread hand-off in the runtime every time.
+			time.Sleep(ingestPause)
+			wait = 0
+		default:
+			wait = -1
+		}
 	}
 }
 
@@ -142,37 +183,46 @@ func (l *ingestLoop) finalDrain(deadline time.Time) int {
 	return n
 }
 
-// drain reads what is queued without blocking: at most limit messages
-// (unlimited if negative), and until deadline if it is set.
+// drain reads what is queued without blocking: at least limit messages
+// (all of them if negative) unless the queue empties first, and until
+// deadline if it is set.
 func (l *ingestLoop) drain(deadline time.Time, limit int) int {
 	n := 0
 	for limit < 0 || n < limit {
-		frames, err := l.pull.RecvMessageBytes(zmq.DONTWAIT)
-		if err != nil {
-			if retryable(err) {
-				continue
-			}
-			break // EAGAIN: nothing queued; anything else: the loop's poll reports it
+		b, err := l.rx.Recv()
+		if err != nil || b.Len() == 0 {
+			break // nothing queued; a failure: the loop's poll reports it
 		}
-		n++
-		l.parse(frames)
-		if len(l.batch) == cap(l.batch) {
-			l.apply()
-			if !deadline.IsZero() && time.Now().After(deadline) {
+		for {
+			frames, count, ok := b.Next(l.frames)
+			if !ok {
 				break
 			}
+			l.frames = frames
+			l.parse(frames, count)
+		}
+		// The batch's frames are reused by the next Recv: the events
+		// that alias them are applied first.
+		l.apply()
+		n += b.Len()
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			break
 		}
 	}
-	l.apply()
 	return n
 }
 
-func (l *ingestLoop) parse(frames [][]byte) {
-	if wire.IsBatch(frames) {
+// parse handles one message: frames are its first frames, count how many
+// it had.
+func (l *ingestLoop) parse(frames [][]byte, count int) {
+	switch {
+	case count > len(frames):
+		l.event(wire.Message{}, wire.FrameCountError(count))
+	case wire.IsBatch(frames):
 		wire.ParseBatch(frames[0], l.limits, l.onEvent)
-		return
+	default:
+		l.event(wire.ParseMessage(frames, l.limits))
 	}
-	l.event(wire.ParseMessage(frames, l.limits))
 }
 
 // event queues one parsed event for the window, or counts its rejection.
@@ -202,14 +252,15 @@ func (l *ingestLoop) apply() {
 	g.mu.Lock()
 	for i := range l.batch {
 		m := &l.batch[i]
+		name := l.name(m.Prefix)
 		var err error
 		if m.Kind == wire.Start {
-			err = g.win.Start(string(m.Prefix), now)
+			err = g.win.Start(name, now)
 		} else {
-			err = g.win.Finish(string(m.Prefix), m.Duration, m.Status, now)
+			err = g.win.Finish(name, m.Duration, m.Status, now)
 		}
 		if err != nil {
-			refused = append(refused, string(m.Prefix))
+			refused = append(refused, name)
 			continue
 		}
 		accepted++
@@ -222,6 +273,20 @@ func (l *ingestLoop) apply() {
 	}
 	clear(l.batch)
 	l.batch = l.batch[:0]
+}
+
+// name returns prefix as a string, the same string every time while it is
+// interned.
+func (l *ingestLoop) name(prefix []byte) string {
+	if s, ok := l.names[string(prefix)]; ok {
+		return s
+	}
+	if len(l.names) >= l.maxNames {
+		clear(l.names) // a flood of new prefixes: start over
+	}
+	s := string(prefix)
+	l.names[s] = s
+	return s
 }
 
 func (l *ingestLoop) reject(r wire.Reason, detail string) {
@@ -249,6 +314,7 @@ func (l *ingestLoop) close() {
 	// Disable the monitor before closing its socket, or libzmq may block
 	// writing an event nobody reads.
 	_ = l.pull.Monitor("", 0)
+	l.rx.Close()
 	for _, s := range []*zmq.Socket{l.pull, l.monitor, l.wake} {
 		if err := s.Close(); err != nil {
 			l.g.Log.Errorf("closing a stats socket: %v", err)

@@ -10,6 +10,8 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/gstats/gstats/internal/zbatch"
+
 	"github.com/influxdata/telegraf/testutil"
 )
 
@@ -77,8 +79,9 @@ func freeAddr(b *testing.B) string {
 }
 
 // drainBare binds a bare PULL receiver (the limit) at addr and returns how
-// long it took to receive n messages.
-func drainBare(b *testing.B, addr string, n int) time.Duration {
+// long it took to receive n messages: in batches, as the collector reads
+// them, or frame by frame through the zmq4 binding.
+func drainBare(b *testing.B, addr string, n int, batched bool) time.Duration {
 	b.Helper()
 	// Its own context, as the collector has: the sender's I/O thread is
 	// not shared with it.
@@ -94,14 +97,35 @@ func drainBare(b *testing.B, addr string, n int) time.Duration {
 	defer s.Close()
 	_ = s.SetLinger(0)
 	_ = s.SetRcvhwm(defaultReceiveQueue)
+	rx, err := zbatch.NewReceiver(s, batchSize, batchBytes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rx.Close()
 	t0 := time.Now()
 	if err := s.Bind(addr); err != nil {
 		b.Fatal(err)
 	}
-	for range n {
-		if _, err := s.RecvMessageBytes(0); err != nil {
+	poller := zmq.NewPoller()
+	poller.Add(s, zmq.POLLIN)
+	for got := 0; got < n; {
+		if !batched {
+			if _, err := s.RecvMessageBytes(0); err != nil {
+				b.Fatal(err)
+			}
+			got++
+			continue
+		}
+		batch, err := rx.Recv()
+		if err != nil {
 			b.Fatal(err)
 		}
+		if batch.Len() == 0 {
+			if _, err := poller.Poll(time.Second); err != nil {
+				b.Fatal(err)
+			}
+		}
+		got += batch.Len()
 	}
 	return time.Since(t0)
 }
@@ -123,67 +147,42 @@ func drainGstats(b *testing.B, addr string, n int) (time.Duration, int64) {
 	return time.Since(t0), g.stats.accepted.Load()
 }
 
-// BenchmarkIngest has a bare PULL receiver and the collector drain the same
-// backlog over real loopback TCP, in the same run, and reports both rates,
-// their ratio and the messages the collector lost.
+// BenchmarkIngest has bare PULL receivers and the collector drain the same
+// backlog of classic messages over real loopback TCP, in the same run, and
+// reports the rates, the collector's ratio to the batched bare receiver
+// (the limit: the same receive path, minus the collector's work) and the
+// messages it lost.
 func BenchmarkIngest(b *testing.B) {
 	for _, n := range []int{100_000, 400_000} {
 		b.Run(fmt.Sprintf("msgs=%d", n), func(b *testing.B) {
 			msgs := benchMessages(n)
-			var bare, coll time.Duration
+			var bare, frames, coll time.Duration
 			var accepted int64
 			for b.Loop() {
+				for _, batched := range []bool{true, false} {
+					addr := freeAddr(b)
+					s := queueAll(b, addr, msgs)
+					d := drainBare(b, addr, n, batched)
+					_ = s.Close()
+					if batched {
+						bare += d
+					} else {
+						frames += d
+					}
+				}
 				addr := freeAddr(b)
 				s := queueAll(b, addr, msgs)
-				bare += drainBare(b, addr, n)
-				_ = s.Close()
-
-				addr = freeAddr(b)
-				s = queueAll(b, addr, msgs)
 				d, acc := drainGstats(b, addr, n)
 				_ = s.Close()
 				coll += d
 				accepted += acc
 			}
-			bareRate := float64(n*b.N) / bare.Seconds()
-			collRate := float64(n*b.N) / coll.Seconds()
-			b.ReportMetric(bareRate, "bare_msgs/s")
-			b.ReportMetric(collRate, "gstats_msgs/s")
-			b.ReportMetric(collRate/bareRate, "ratio")
+			rate := func(d time.Duration) float64 { return float64(n*b.N) / d.Seconds() }
+			b.ReportMetric(rate(bare), "bare_msgs/s")
+			b.ReportMetric(rate(frames), "bare_per_frame_msgs/s")
+			b.ReportMetric(rate(coll), "gstats_msgs/s")
+			b.ReportMetric(rate(coll)/rate(bare), "ratio")
 			b.ReportMetric(float64(int64(n*b.N)-accepted), "lost")
-		})
-	}
-}
-
-// BenchmarkStatsReply times a whole STATS reply (window merge and JSON) for
-// one prefix holding 1e3 to 1e6 durations spread over the window.
-func BenchmarkStatsReply(b *testing.B) {
-	for _, n := range []int{1_000, 100_000, 1_000_000} {
-		b.Run(fmt.Sprintf("durations=%d", n), func(b *testing.B) {
-			g := New()
-			g.Log = testutil.Logger{Quiet: true}
-			if err := g.Init(); err != nil {
-				b.Fatal(err)
-			}
-			win, err := newWindowFor(g)
-			if err != nil {
-				b.Fatal(err)
-			}
-			g.win = win
-			g.stats.init()
-			g.epoch = time.Now().Add(-time.Duration(g.Window))
-			r := rand.New(rand.NewPCG(3, 4))
-			span := time.Duration(g.Window) - time.Second
-			for i := range n {
-				at := g.epoch.Add(span * time.Duration(i) / time.Duration(n))
-				_ = g.win.Finish("app", 40*mathExp(r.NormFloat64()*0.8), 200, at)
-			}
-			var size int
-			for b.Loop() {
-				size = len(mustJSON(g.statsReply()))
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/stats")
-			b.ReportMetric(float64(size), "reply_bytes")
 		})
 	}
 }

@@ -77,11 +77,12 @@ func fillEvenly(tb testing.TB, w *window.Window, prefixes []string, n int, ds []
 }
 
 // BenchmarkStats measures one STATS query of a prefix with 1e3 to 1e6
-// durations in the window (PROTOCOL defect 7): ns/stats depends on the
-// number of sketch bins the durations span, not on their number. Log-normal
-// durations span more bins as more of them reach the tails; durations of a
-// fixed range (1ms-10s) show the cost flat; the wide case spans the most
-// bins a slot can hold: the ceiling of ns/stats.
+// durations in the window (PROTOCOL defect 7): a query merges the moments
+// of the slots and walks the prefix's summed histogram once, so ns/stats
+// depends on the number of bins the durations span, not on their number.
+// Log-normal durations span more bins as more of them reach the tails;
+// durations of a fixed range (1ms-10s) show the cost flat; the wide case
+// spans the most bins there are: the ceiling of ns/stats.
 func BenchmarkStats(b *testing.B) {
 	for _, c := range []struct {
 		name string
@@ -174,6 +175,7 @@ var prefixKinds = []struct {
 	{"busy-10000/slot/wide", 4, func(tb testing.TB, w *window.Window, prefixes []string) {
 		fillEvenly(tb, w, prefixes, 10000*w.Config().Slots, wideDurations(1<<16))
 	}},
+	{"hostile", 4, hostileFill},
 }
 
 // settledHeap reads the memory statistics once garbage, sync.Pool caches
@@ -205,9 +207,11 @@ func filledWindow(tb testing.TB, cfg window.Config, n int, fill func(testing.TB,
 }
 
 // BenchmarkPrefix reports the memory of one prefix (B/prefix): an idle one,
-// one holding a single duration, and busy ones with every slot populated at
-// two request rates 100 times apart, and with durations filling every sketch
-// bin (the ceiling). The loop is a query of one such prefix.
+// one holding a single duration, busy ones with every slot populated at two
+// request rates 100 times apart, with durations filling every bin of every
+// slot (wide), and with hostile durations on top (zeros, sub-microsecond
+// ones, 1e300 ms): the ceiling, which MaxPrefixBytes bounds. The loop is a
+// query of one such prefix.
 func BenchmarkPrefix(b *testing.B) {
 	for _, k := range prefixKinds {
 		b.Run(k.name, func(b *testing.B) {
@@ -218,6 +222,7 @@ func BenchmarkPrefix(b *testing.B) {
 				w.PrefixStats("app0000", now)
 			}
 			b.ReportMetric(perPrefix, "B/prefix")
+			b.ReportMetric(float64(window.MaxPrefixBytes(w.Config())), "max_B/prefix")
 		})
 	}
 }

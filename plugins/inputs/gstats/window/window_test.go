@@ -1061,3 +1061,83 @@ func TestMemoryDoesNotGrowWithRate(t *testing.T) {
 		t.Errorf("a prefix takes %.0f B at 30000 durations per slot, %.0f B at 1000: memory grows with the rate", high, low)
 	}
 }
+
+// hostileFill returns a fill that gives every slot of every prefix a
+// duration in each of the 2048 sketch bins, in random order (so that a
+// slot's list grows to its largest before it turns into counts), plus
+// zeros, sub-microsecond durations and durations beyond the last bin: the
+// most memory durations can make a prefix take.
+func hostileFill(tb testing.TB, w *window.Window, prefixes []string) {
+	gamma := (1 + window.RelativeAccuracy) / (1 - window.RelativeAccuracy)
+	ds := make([]float64, 0, 2048+4)
+	for i := range 2048 {
+		ds = append(ds, window.MinBinned*math.Pow(gamma, float64(i)+0.5))
+	}
+	ds = append(ds, 0, window.MinBinned/3, 1e300, math.MaxFloat64)
+	rng := rand.New(rand.NewPCG(17, 19))
+	cfg := w.Config()
+	width := cfg.Window / time.Duration(cfg.Slots)
+	for k := range cfg.Slots {
+		rng.Shuffle(len(ds), func(i, j int) { ds[i], ds[j] = ds[j], ds[i] })
+		for j, ms := range ds {
+			now := base.Add(time.Duration(k)*width + time.Duration(j)*width/time.Duration(len(ds)))
+			for _, p := range prefixes {
+				if err := w.Finish(p, ms, 200, now); err != nil {
+					tb.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+// TestPrefixMemoryBound fills prefixes with hostile durations and checks
+// that each takes no more heap than MaxPrefixBytes, and that the fill did
+// reach the arrays' ceiling the bound is made of (so that the bound is the
+// one that counts, not a loose one).
+func TestPrefixMemoryBound(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		window   time.Duration
+		slots    int
+		maxRaw   int
+		prefixes int
+	}{
+		{"defaults: 600s in 60 slots, 1000 raw", 600 * time.Second, 60, 1000, 4},
+		{"one slot, no raw", 10 * time.Second, 1, 0, 20},
+		{"600 slots, 10000 raw", 600 * time.Second, 600, 10000, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := window.Config{Window: c.window, Slots: c.slots, MaxRaw: c.maxRaw,
+				MaxPrefixes: c.prefixes, Percentiles: []float64{50, 99}}
+			w, perPrefix := filledWindow(t, cfg, c.prefixes, hostileFill)
+			bound := window.MaxPrefixBytes(cfg)
+			arrays := float64(c.slots*4*2048 + 8*2048 + 16*c.maxRaw)
+			t.Logf("%.0f B/prefix, bound %d B, arrays at their largest %.0f B", perPrefix, bound, arrays)
+			if perPrefix > float64(bound) {
+				t.Errorf("a prefix takes %.0f B, more than MaxPrefixBytes = %d", perPrefix, bound)
+			}
+			if perPrefix < arrays {
+				t.Errorf("a prefix takes %.0f B, less than its arrays at their largest (%.0f B): the fill missed the ceiling", perPrefix, arrays)
+			}
+			st, _ := w.PrefixStats("app0000", base.Add(c.window-time.Nanosecond))
+			if want := int64(c.slots * (2048 + 4)); st.Count != want || st.Max != math.MaxFloat64 || st.Min != 0 {
+				t.Errorf("count %d, min %v, max %v; want %d, 0, MaxFloat64", st.Count, st.Min, st.Max, want)
+			}
+		})
+	}
+}
+
+// TestAppendPrefixes checks that AppendPrefixes lists what Prefixes does,
+// after dst's own elements.
+func TestAppendPrefixes(t *testing.T) {
+	w := newWindow(t, smallConfig())
+	for _, p := range []string{"b", "c", "a"} {
+		if err := w.Start(p, base); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := w.AppendPrefixes([]string{"x"})
+	if got[0] != "x" || !slices.Equal(slices.Sorted(slices.Values(got[1:])), w.Prefixes()) {
+		t.Errorf("AppendPrefixes = %q, want x then %q in any order", got, w.Prefixes())
+	}
+}

@@ -1,0 +1,188 @@
+// Command gstats-bench measures gstats side by side with the limit (a bare
+// libzmq PULL receiver) and with the peer users would pick instead
+// (Telegraf's statsd input), in one run, and writes docs/PERFORMANCE.md.
+//
+// It is run by `make bench`, pinned to one CPU (the senders), with the
+// receivers pinned to another:
+//
+//	taskset -c 0 gstats-bench run -collectd bin/gstats-collectd -go-bench bench.out -report docs/PERFORMANCE.md
+//
+// Each receiver runs as its own process, so its CPU time is its own. The
+// Go benchmarks' output (bench.out) supplies the figures measured in
+// process: STATS and Gather time, memory per prefix, the clients.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gstats/gstats/bench/statsdpeer"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "gstats-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: gstats-bench run [flags] | send [flags] | bare-pull batch|frames")
+	}
+	switch args[0] {
+	case "bare-pull":
+		if len(args) != 2 {
+			return errors.New("usage: gstats-bench bare-pull batch|frames")
+		}
+		return runBarePull(args[1])
+	case "run":
+		return runAll(args[1:])
+	case "send":
+		return runSend(args[1:])
+	}
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// options are the flags of `gstats-bench run`.
+type options struct {
+	collectd string
+	telegraf string
+	cpus     string
+	step     time.Duration
+	phases   map[string]bool
+	goBench  string
+	report   string
+	jsonOut  string
+	quick    bool
+}
+
+func runAll(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var o options
+	var phases string
+	fs.StringVar(&o.collectd, "collectd", "bin/gstats-collectd", "the gstats-collectd binary")
+	fs.StringVar(&o.telegraf, "telegraf", "", "a Telegraf binary with inputs.statsd and outputs.file (built when empty)")
+	fs.StringVar(&o.cpus, "receiver-cpus", "1", "CPUs the receivers are pinned to (taskset -c); empty for none")
+	fs.DurationVar(&o.step, "step", 3*time.Second, "sending time of each ladder step")
+	fs.StringVar(&phases, "phases", "ingest,statsd,memory,accuracy", "phases to run")
+	fs.StringVar(&o.goBench, "go-bench", "bench.out", "output of the Go and Python benchmarks, for the report")
+	fs.StringVar(&o.report, "report", "docs/PERFORMANCE.md", "report to write (empty: none)")
+	fs.StringVar(&o.jsonOut, "json", "bench-results.json", "raw results to write")
+	fs.BoolVar(&o.quick, "quick", false, "fewer and shorter steps (a smoke run, not for the report)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o.phases = map[string]bool{}
+	for _, p := range strings.Split(phases, ",") {
+		o.phases[strings.TrimSpace(p)] = true
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logf := func(format string, a ...any) { log.Info(fmt.Sprintf(format, a...)) }
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "gstats-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	if o.telegraf == "" && (o.phases["statsd"] || o.phases["accuracy"]) {
+		logf("building Telegraf with inputs.statsd")
+		if o.telegraf, err = statsdpeer.Build(ctx, work); err != nil {
+			return err
+		}
+	}
+	res := results{Started: time.Now().UTC(), Machine: describeMachine(ctx), ReceiverCPUs: o.cpus, Step: o.step}
+	if o.phases["ingest"] {
+		if res.Ingest, err = ingestPhase(ctx, o, self, work, logf); err != nil {
+			return err
+		}
+	}
+	if o.phases["statsd"] {
+		if res.Statsd, err = statsdPhase(ctx, o, work, logf); err != nil {
+			return err
+		}
+	}
+	if o.phases["memory"] {
+		if res.Memory, err = memoryPhase(ctx, o, work, logf); err != nil {
+			return err
+		}
+	}
+	if o.phases["accuracy"] {
+		if res.Accuracy, err = accuracyPhase(ctx, o, work, logf); err != nil {
+			return err
+		}
+	}
+	res.Finished = time.Now().UTC()
+	if o.jsonOut != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(o.jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	if o.report != "" {
+		gb, err := os.ReadFile(o.goBench)
+		if err != nil {
+			return fmt.Errorf("the Go benchmarks' output: %w (run make bench-go bench-python first)", err)
+		}
+		text, misses := writeReport(res, parseGoBench(string(gb)))
+		if err := os.MkdirAll(filepath.Dir(o.report), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.report, []byte(text), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s", o.report)
+		for _, m := range misses {
+			log.Warn("target missed: " + m)
+		}
+	}
+	return nil
+}
+
+// runSend is `gstats-bench send`: the paced sender alone, for profiling a
+// collector started by hand (gstats-collectd --pprof-addr).
+func runSend(args []string) error {
+	fs := flag.NewFlagSet("send", flag.ContinueOnError)
+	addr := fs.String("addr", "tcp://127.0.0.2:2345", "the collector's stats address")
+	rate := fs.Float64("rate", 50_000, "messages (classic) or events (packed) per second")
+	d := fs.Duration("for", 10*time.Second, "how long to send")
+	kind := fs.String("stream", "classic", "classic or packed (100 events per message)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var st *stream
+	var err error
+	switch *kind {
+	case "classic":
+		st, err = classicStream(1 << 18)
+	case "packed":
+		st, err = packedStream(1<<12, 100, false, 0)
+	default:
+		return fmt.Errorf("-stream %q: classic or packed", *kind)
+	}
+	if err != nil {
+		return err
+	}
+	sent, dropped, el, err := pacedSend(*addr, st, *rate, *d, 0, *kind == "packed", nil)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("sent %d, dropped %d in %s: %.0f/s\n", sent, dropped, el.Round(time.Millisecond), float64(sent)/el.Seconds())
+	return nil
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gstats/gstats/internal/testbin"
+)
+
+// proc is a process the harness started, pinned to the receiver CPUs.
+type proc struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	stderr *testbin.Buffer
+	done   chan struct{}
+}
+
+// startProc starts argv under `taskset -c cpus` (no pinning when cpus is
+// empty), with stdin and stdout as pipes and stderr captured.
+func startProc(cpus string, argv ...string) (*proc, error) {
+	if cpus != "" {
+		argv = append([]string{"taskset", "-c", cpus}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	p := &proc{cmd: cmd, stderr: &testbin.Buffer{}, done: make(chan struct{})}
+	var err error
+	if p.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	p.stdout = bufio.NewReader(out)
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", strings.Join(argv, " "), err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// pid is the process's PID: taskset execs the program, so it is the
+// program's own.
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// stop sends SIGTERM, waits up to 10 s, then kills.
+func (p *proc) stop() {
+	if p == nil {
+		return
+	}
+	_ = p.stdin.Close()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// waitLog waits until the process's stderr matches find, or fails after
+// timeout or when the process exits.
+func (p *proc) waitLog(timeout time.Duration, find func(string) bool) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if find(p.stderr.String()) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited: %s", p.cmd.Path, p.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready after %s: %s", p.cmd.Path, timeout, p.stderr.String())
+}
+
+// cpuTime is the CPU time all the threads of pid have used, from the
+// scheduler's nanosecond accounting, and the part of it used by libzmq's
+// background threads (I/O and reaper).
+func cpuTime(pid int) (total, zmqThreads time.Duration, err error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, 0, fmt.Errorf("reading the threads of process %d: %v", pid, err)
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(t + "/schedstat")
+		if err != nil {
+			continue // a thread that ended
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s/schedstat: %w", t, err)
+		}
+		total += time.Duration(ns)
+		if comm, err := os.ReadFile(t + "/comm"); err == nil && strings.HasPrefix(string(comm), "ZMQbg/") {
+			zmqThreads += time.Duration(ns)
+		}
+	}
+	return total, zmqThreads, nil
+}
+
+// memory reads the resident set size of pid now and at its peak, in bytes.
+func memory(pid int) (rss, peak int64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s in /proc/%d/status: %w", k, pid, err)
+		}
+		if k == "VmRSS" {
+			rss = kb << 10
+		} else {
+			peak = kb << 10
+		}
+	}
+	if rss == 0 {
+		return 0, 0, errors.New("no VmRSS in /proc/" + strconv.Itoa(pid) + "/status")
+	}
+	return rss, peak, sc.Err()
+}
+
+// waitSettled polls count until it has not moved for quiet, or until
+// timeout; it returns the last value.
+func waitSettled(ctx context.Context, count func(context.Context) (int64, error), want int64, quiet, timeout time.Duration) (int64, error) {
+	deadline := time.Now().Add(timeout)
+	last, err := count(ctx)
+	if err != nil {
+		return 0, err
+	}
+	still := time.Now()
+	for time.Now().Before(deadline) && last < want {
+		time.Sleep(20 * time.Millisecond)
+		n, err := count(ctx)
+		if err != nil {
+			return last, err
+		}
+		if n != last {
+			last, still = n, time.Now()
+		} else if time.Since(still) >= quiet {
+			break
+		}
+	}
+	return last, nil
+}
