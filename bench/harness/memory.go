@@ -8,6 +8,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/gstats/gstats/bench/statsdpeer"
 )
 
 // memPoint is the collector's memory and STATS latency with a given number
@@ -65,7 +67,7 @@ func memoryPoint(ctx context.Context, o options, work string, n int64, prefixes 
 		return mp, err
 	}
 	defer gs.Close()
-	if mp.RSSIdle, _, err = memory(gs.PID()); err != nil {
+	if mp.RSSIdle, _, err = statsdpeer.Memory(gs.PID()); err != nil {
 		return mp, err
 	}
 	per := int(min(100, n))
@@ -94,7 +96,7 @@ func memoryPoint(ctx context.Context, o options, work string, n int64, prefixes 
 	mp.ReplyBytes = len(reply)
 	slices.Sort(rtts)
 	mp.StatsRTT = rtts[len(rtts)/2]
-	if mp.RSS, mp.Peak, err = memory(gs.PID()); err != nil {
+	if mp.RSS, mp.Peak, err = statsdpeer.Memory(gs.PID()); err != nil {
 		return mp, err
 	}
 	return mp, nil

@@ -3,17 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/gstats/gstats/bench/statsdpeer"
 	"github.com/gstats/gstats/internal/testbin"
 )
 
@@ -90,62 +87,10 @@ func (p *proc) waitLog(timeout time.Duration, find func(string) bool) error {
 	return fmt.Errorf("%s not ready after %s: %s", p.cmd.Path, timeout, p.stderr.String())
 }
 
-// cpuTime is the CPU time all the threads of pid have used, from the
-// scheduler's nanosecond accounting, and the part of it used by libzmq's
-// background threads (I/O and reaper).
+// cpuTime is the CPU time all the threads of pid have used, and the part
+// of it used by libzmq's background threads (I/O and reaper).
 func cpuTime(pid int) (total, zmqThreads time.Duration, err error) {
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-	if err != nil || len(tasks) == 0 {
-		return 0, 0, fmt.Errorf("reading the threads of process %d: %v", pid, err)
-	}
-	for _, t := range tasks {
-		b, err := os.ReadFile(t + "/schedstat")
-		if err != nil {
-			continue // a thread that ended
-		}
-		f := strings.Fields(string(b))
-		if len(f) == 0 {
-			continue
-		}
-		ns, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("%s/schedstat: %w", t, err)
-		}
-		total += time.Duration(ns)
-		if comm, err := os.ReadFile(t + "/comm"); err == nil && strings.HasPrefix(string(comm), "ZMQbg/") {
-			zmqThreads += time.Duration(ns)
-		}
-	}
-	return total, zmqThreads, nil
-}
-
-// memory reads the resident set size of pid now and at its peak, in bytes.
-func memory(pid int) (rss, peak int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("%s in /proc/%d/status: %w", k, pid, err)
-		}
-		if k == "VmRSS" {
-			rss = kb << 10
-		} else {
-			peak = kb << 10
-		}
-	}
-	if rss == 0 {
-		return 0, 0, errors.New("no VmRSS in /proc/" + strconv.Itoa(pid) + "/status")
-	}
-	return rss, peak, sc.Err()
+	return statsdpeer.CPUTime(pid, "ZMQbg/")
 }
 
 // waitSettled polls count until it has not moved for quiet, or until

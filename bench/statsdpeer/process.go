@@ -268,31 +268,36 @@ func floatField(m telegraf.Metric, key string) (float64, bool) {
 	return 0, false
 }
 
-// cpuTime is the CPU time all threads of pid have run, from the first field
-// of /proc/PID/task/*/schedstat (nanoseconds). Threads that exited are not
-// counted; Go programs keep their threads.
-func cpuTime(pid int) (time.Duration, error) {
+// CPUTime is the CPU time all threads of pid have run, from the first field
+// of /proc/PID/task/*/schedstat (nanoseconds), and the part of it run by the
+// threads whose name (comm) starts with tagged, when tagged is not empty.
+// Threads that exited are not counted; Go programs keep their threads.
+func CPUTime(pid int, tagged string) (total, ofTagged time.Duration, err error) {
 	dir := fmt.Sprintf("/proc/%d/task", pid)
 	tasks, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, fmt.Errorf("telegraf's threads: %w", err)
+		return 0, 0, fmt.Errorf("the threads of process %d: %w", pid, err)
 	}
-	var total time.Duration
 	for _, t := range tasks {
 		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
 		if errors.Is(err, os.ErrNotExist) {
 			continue // the thread ended meanwhile
 		}
 		if err != nil {
-			return 0, fmt.Errorf("telegraf's thread CPU time: %w", err)
+			return 0, 0, fmt.Errorf("thread CPU time of process %d: %w", pid, err)
 		}
 		ns, err := schedstatRuntime(string(b))
 		if err != nil {
-			return 0, fmt.Errorf("%s/%s/schedstat: %w", dir, t.Name(), err)
+			return 0, 0, fmt.Errorf("%s/%s/schedstat: %w", dir, t.Name(), err)
 		}
 		total += ns
+		if tagged != "" {
+			if comm, err := os.ReadFile(filepath.Join(dir, t.Name(), "comm")); err == nil && strings.HasPrefix(string(comm), tagged) {
+				ofTagged += ns
+			}
+		}
 	}
-	return total, nil
+	return total, ofTagged, nil
 }
 
 // schedstatRuntime parses a schedstat line: "runtime_ns wait_ns timeslices".
@@ -308,11 +313,12 @@ func schedstatRuntime(s string) (time.Duration, error) {
 	return time.Duration(ns), nil
 }
 
-// memory returns VmRSS and VmHWM of pid in bytes.
-func memory(pid int) (rss, hwm int64, err error) {
+// Memory returns the resident set size of pid (VmRSS) and its peak (VmHWM),
+// in bytes.
+func Memory(pid int) (rss, hwm int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, fmt.Errorf("telegraf's memory: %w", err)
+		return 0, 0, fmt.Errorf("memory of process %d: %w", pid, err)
 	}
 	rss, err1 := statusBytes(string(b), "VmRSS")
 	hwm, err2 := statusBytes(string(b), "VmHWM")

@@ -268,7 +268,7 @@ func (p *Peer) Step(ctx context.Context, rate int, d time.Duration, durations []
 	if err != nil {
 		return res, err
 	}
-	cpu0, err := cpuTime(p.proc.pid)
+	cpu0, _, err := CPUTime(p.proc.pid, "")
 	if err != nil {
 		return res, err
 	}
@@ -298,7 +298,7 @@ func (p *Peer) Step(ctx context.Context, rate int, d time.Duration, durations []
 			switch {
 			case name == mark && markAt.IsZero():
 				markAt = at
-				cpu1, cpuErr = cpuTime(p.proc.pid)
+				cpu1, _, cpuErr = CPUTime(p.proc.pid, "")
 			case name == internalStatsd && at.After(lastInternal):
 				lastInternal = at
 			}
@@ -330,7 +330,7 @@ func (p *Peer) Step(ctx context.Context, rate int, d time.Duration, durations []
 		return res, err
 	}
 	res.KernelDrops = kernel1 - kernel0
-	if res.RSS, res.HWM, err = memory(p.proc.pid); err != nil {
+	if res.RSS, res.HWM, err = Memory(p.proc.pid); err != nil {
 		return res, err
 	}
 	return res, nil
