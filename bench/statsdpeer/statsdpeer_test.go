@@ -115,7 +115,10 @@ func TestLadderStops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rates := []int{1000, 1e8, 1e8, 1000}
-	lad, err := p.Ladder(ctx, rates, 100*time.Millisecond, nil)
+	// Steps of 500 ms: in a 100 ms step at 1000/s, a few late ticks on a
+	// loaded machine bring the achieved rate under the 97 % that counts
+	// as keeping the pace.
+	lad, err := p.Ladder(ctx, rates, 500*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
