@@ -1,6 +1,7 @@
 package client
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/gstats/gstats/internal/curvekey"
 	"github.com/gstats/gstats/wire"
 )
 
@@ -62,7 +64,9 @@ type Options struct {
 	// Logger receives a warning, at most once per LogInterval, when
 	// messages were dropped or could not be sent. Default slog.Default().
 	Logger *slog.Logger
-	// LogInterval throttles those warnings. Default DefaultLogInterval.
+	// LogInterval throttles those warnings; drops not reported to the
+	// collector yet are reported at the same pace while no event comes
+	// (see Stats.Reported). Default DefaultLogInterval.
 	LogInterval time.Duration
 	// Classic sends every event as its own classic message (two or three
 	// frames), which the original Python collector also reads. By default
@@ -71,7 +75,80 @@ type Options struct {
 	// batch instead of one per event, which costs the sender and the
 	// collector far less. Events whose prefix holds a tab or a newline
 	// always go as classic messages.
+	//
+	// Packed messages also report the events dropped since the last packed
+	// message the socket accepted (Stats.Reported), which the collector
+	// counts as client_dropped. Classic messages cannot: with Classic, the
+	// collector never learns of this client's drops.
 	Classic bool
+	// CurveServerKey turns ZeroMQ CURVE on: the connection is encrypted
+	// and the collector must prove it holds the secret key of this public
+	// key, 40 characters of Z85 (the public half of the collector's
+	// curve_secret_key_file; gstatsctl keygen NAME writes it to NAME.key).
+	// CurveClientKey must then be set too. LoadCurveKeys reads both from
+	// key files. A client whose keys the collector does not accept never
+	// gets a connection: its events are dropped and counted (WouldBlock),
+	// as with no collector at all.
+	CurveServerKey string
+	// CurveClientKey is this client's CURVE key pair in Z85; the collector
+	// accepts it if its public key is in its curve_client_keys. Public may
+	// be left empty: it is derived from Secret.
+	CurveClientKey KeyPair
+}
+
+// KeyPair is a CURVE key pair, each key 40 characters of Z85, as in the
+// key files gstatsctl keygen writes.
+type KeyPair = curvekey.Pair
+
+// LoadCurveKeys sets CurveServerKey from serverKey, the collector's public
+// key given as 40 characters of Z85 or as the path of a key file holding it
+// (NAME.key), and CurveClientKey from clientKeyFile, the path of this
+// client's secret key file (NAME.key_secret, readable by its owner only).
+func (o *Options) LoadCurveKeys(serverKey, clientKeyFile string) error {
+	server, err := curvekey.LoadPublic(serverKey)
+	if err != nil {
+		return fmt.Errorf("gstats client: CURVE server key: %w", err)
+	}
+	pair, err := curvekey.LoadSecret(clientKeyFile)
+	if err != nil {
+		return fmt.Errorf("gstats client: CURVE client key: %w", err)
+	}
+	o.CurveServerKey, o.CurveClientKey = server, pair
+	return nil
+}
+
+// checkCurve validates the CURVE options and fills in the client's public
+// key when only its secret key is given.
+func checkCurve(opts *Options) error {
+	if opts.CurveServerKey == "" {
+		if opts.CurveClientKey != (KeyPair{}) {
+			return errors.New("gstats client: Options.CurveClientKey is set but CurveServerKey is not, so CURVE would be off; set the collector's public key too")
+		}
+		return nil
+	}
+	if !zmq.HasCurve() {
+		return errors.New("gstats client: Options.CurveServerKey is set but this libzmq has no CURVE support (it was built without libsodium)")
+	}
+	if _, err := curvekey.Decode(opts.CurveServerKey); err != nil {
+		return fmt.Errorf("gstats client: Options.CurveServerKey: %w", err)
+	}
+	k := &opts.CurveClientKey
+	if k.Secret == "" {
+		return errors.New("gstats client: Options.CurveServerKey is set but CurveClientKey.Secret is not; the collector only accepts the public keys in its curve_client_keys (gstatsctl keygen NAME writes a pair; see LoadCurveKeys)")
+	}
+	if _, err := curvekey.Decode(k.Secret); err != nil {
+		return fmt.Errorf("gstats client: Options.CurveClientKey.Secret: %w", err)
+	}
+	pub, err := zmq.AuthCurvePublic(k.Secret)
+	if err != nil {
+		return fmt.Errorf("gstats client: deriving the CURVE public key of CurveClientKey.Secret: %w", err)
+	}
+	if k.Public == "" {
+		k.Public = pub
+	} else if k.Public != pub {
+		return errors.New("gstats client: Options.CurveClientKey.Public is not the public key of CurveClientKey.Secret")
+	}
+	return nil
 }
 
 // MaxPackedBytes is the largest packed message the client builds: within
@@ -102,6 +179,12 @@ type Stats struct {
 	// collector is connected, or SendHWM messages already wait for it),
 	// and the events dropped without trying in the 10 ms after a refusal.
 	WouldBlock uint64
+	// Reported counts the dropped events reported to the collector in the
+	// header of a packed message its socket accepted: the collector adds
+	// them to its client_dropped. Dropped - Reported wait for the next
+	// packed message (a client that sends only classic messages never
+	// reports them).
+	Reported uint64
 	// Errors counts events not sent for another reason: an invalid prefix
 	// given to Start or Finish (InvalidPrefix), or a socket error.
 	Errors uint64
@@ -136,7 +219,8 @@ type Client struct {
 	sent       atomic.Uint64
 	wouldBlock atomic.Uint64
 	sendErrs   atomic.Uint64
-	_          [40]byte
+	reported   atomic.Uint64
+	_          [32]byte
 
 	recorders sync.Pool // *recorder, for the middleware
 
@@ -208,6 +292,9 @@ func New(opts Options) (*Client, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if err := checkCurve(&opts); err != nil {
+		return nil, err
+	}
 
 	zctx, sock, err := connect(opts)
 	if err != nil {
@@ -224,7 +311,8 @@ func New(opts Options) (*Client, error) {
 	}
 	c.halfMask = uint64(c.queue.capacity()/2 - 1)
 	c.recorders.New = func() any { return newRecorder() }
-	s := &sender{c: c, zctx: zctx, sock: sock, log: opts.Logger, logEvery: opts.LogInterval, classic: opts.Classic}
+	s := &sender{c: c, zctx: zctx, sock: sock, log: opts.Logger, logEvery: opts.LogInterval, classic: opts.Classic,
+		curve: opts.CurveServerKey != ""}
 	s.pack.reset()
 	go s.run()
 	return c, nil
@@ -247,7 +335,7 @@ func connect(opts Options) (*zmq.Context, *zmq.Socket, error) {
 		_ = zctx.Term()
 		return nil, nil, err
 	}
-	for _, o := range []struct {
+	opt := []struct {
 		name string
 		set  func() error
 	}{
@@ -258,7 +346,18 @@ func connect(opts Options) (*zmq.Context, *zmq.Socket, error) {
 		{"send high-water mark (SendHWM)", func() error { return sock.SetSndhwm(opts.SendHWM) }},
 		{"reconnect interval", func() error { return sock.SetReconnectIvl(opts.ReconnectInterval) }},
 		{"maximum reconnect interval", func() error { return sock.SetReconnectIvlMax(opts.ReconnectMax) }},
-	} {
+	}
+	if opts.CurveServerKey != "" {
+		opt = append(opt, []struct {
+			name string
+			set  func() error
+		}{
+			{"CURVE server key", func() error { return sock.SetCurveServerkey(opts.CurveServerKey) }},
+			{"CURVE public key", func() error { return sock.SetCurvePublickey(opts.CurveClientKey.Public) }},
+			{"CURVE secret key", func() error { return sock.SetCurveSecretkey(opts.CurveClientKey.Secret) }},
+		}...)
+	}
+	for _, o := range opt {
 		if err := o.set(); err != nil {
 			return fail(fmt.Errorf("gstats client: setting %s: %w", o.name, err))
 		}
@@ -346,10 +445,13 @@ func (c *Client) enqueue(ev event) bool {
 
 // Stats returns the counters so far.
 func (c *Client) Stats() Stats {
+	// Reported first: it never exceeds the drops counted before it.
+	reported := c.reported.Load()
 	s := Stats{
 		Sent:          c.sent.Load(),
 		QueueFull:     c.queueFull.Load(),
 		WouldBlock:    c.wouldBlock.Load(),
+		Reported:      reported,
 		InvalidPrefix: c.invalid.Load(),
 	}
 	s.Dropped = s.QueueFull + s.WouldBlock
@@ -387,6 +489,7 @@ type sender struct {
 	logEvery time.Duration
 
 	classic bool
+	curve   bool // CURVE is on (for the warnings' hint)
 	buf     frames
 	pack    packer
 	// pausedUntil: after a refusal, events are dropped without trying
@@ -415,8 +518,10 @@ func (s *sender) run() {
 	for {
 		if s.drain() > 0 {
 			idle = 0
-		} else {
-			idle++
+		} else if idle++; idle == idlePolls {
+			// Going to sleep: report the drops the last messages
+			// could not.
+			s.reportDrops()
 		}
 		var polled <-chan time.Time
 		deep := idle >= idlePolls
@@ -437,9 +542,12 @@ func (s *sender) run() {
 		case <-c.wake:
 		case <-tick.C:
 			s.warn()
+			s.reportDrops()
 		case <-c.stop:
-			// Try what is queued now, once, without waiting.
+			// Try what is queued now, and the drops not reported,
+			// once, without waiting.
 			s.drain()
+			s.reportDrops()
 			err := s.sock.Close()
 			if terr := s.zctx.Term(); err == nil {
 				err = terr
@@ -509,20 +617,46 @@ func (s *sender) refused(n uint64) {
 
 // sendPacked sends the packed message being built, if it holds events.
 func (s *sender) sendPacked() {
-	p := &s.pack
-	if p.events == 0 {
+	if s.pack.events > 0 {
+		s.sendPack()
+	}
+}
+
+// reportDrops sends a packed message holding no event when dropped events
+// wait to be reported (unless the client is classic). It is called when
+// the sender goes idle, at every LogInterval and at Close: one try each,
+// so a collector that stays away costs one refused send per LogInterval.
+func (s *sender) reportDrops() {
+	if s.classic || s.c.unreported() == 0 {
 		return
 	}
+	s.sendPack()
+}
+
+// unreported is how many dropped events no accepted packed message has
+// reported yet. Only the sender calls it.
+func (c *Client) unreported() uint64 {
+	return c.queueFull.Load() + c.wouldBlock.Load() - c.reported.Load()
+}
+
+// sendPack sends the packed message being built, its header reporting the
+// drops not reported yet; if the socket does not take it, they wait for
+// the next one.
+func (s *sender) sendPack() {
+	c := s.c
+	p := &s.pack
 	n := uint64(p.events)
-	_, err := s.sock.SendBytes(p.buf, zmq.DONTWAIT)
+	dropped := min(c.unreported(), wire.MaxBatchDropped)
+	_, err := s.sock.SendBytes(p.message(dropped), zmq.DONTWAIT)
 	p.reset()
 	switch {
 	case err == nil:
-		s.c.sent.Add(n)
+		c.sent.Add(n)
+		c.reported.Add(dropped)
 	case zmq.AsErrno(err) == errAgain:
 		s.refused(n)
 	default:
-		s.c.sendErrs.Add(n)
+		c.sendErrs.Add(n)
 	}
 }
 
@@ -554,11 +688,16 @@ func (s *sender) send(ev event) {
 }
 
 // packer builds one packed message in a buffer reused from message to
-// message.
+// message. The buffer starts with room for the longest header, which is
+// written when the message is sent (the drop count is known then).
 type packer struct {
 	buf    []byte
 	events int
+	header [wire.MaxBatchHeaderLen]byte
 }
+
+// headerRoom is where a packed message's events start in packer.buf.
+const headerRoom = wire.MaxBatchHeaderLen
 
 // maxRecord bounds one packed event: prefix, two tabs, the duration (at
 // most 20 digits, a point and 3 decimals), a status and a newline.
@@ -566,13 +705,23 @@ const maxRecord = MaxPrefixLength + 2 + 24 + 3 + 1
 
 func (p *packer) reset() {
 	if p.buf == nil {
-		p.buf = make([]byte, 0, MaxPackedBytes)
+		p.buf = make([]byte, headerRoom, MaxPackedBytes)
 	}
-	p.buf = append(p.buf[:0], wire.BatchHeader...)
+	p.buf = p.buf[:headerRoom]
 	p.events = 0
 }
 
-// fits reports whether ev certainly fits in the message being built.
+// message writes the header reporting dropped events in front of the
+// events and returns the whole message.
+func (p *packer) message(dropped uint64) []byte {
+	h := wire.AppendBatchHeader(p.header[:0], dropped)
+	start := headerRoom - len(h)
+	copy(p.buf[start:], h)
+	return p.buf[start:]
+}
+
+// fits reports whether ev certainly fits in the message being built, with
+// the longest header.
 func (p *packer) fits(ev event) bool {
 	return len(p.buf)+len(ev.prefix)+maxRecord-MaxPrefixLength <= MaxPackedBytes
 }
@@ -609,11 +758,13 @@ func (s *sender) warn() {
 		"invalid_prefix", now.InvalidPrefix-prev.InvalidPrefix,
 		"errors", now.Errors-prev.Errors-(now.InvalidPrefix-prev.InvalidPrefix),
 		"interval", s.logEvery,
-		"hint", hint(now, prev))
+		"hint", hint(now, prev, s.curve))
 }
 
-func hint(now, prev Stats) string {
+func hint(now, prev Stats, curve bool) string {
 	switch {
+	case now.WouldBlock > prev.WouldBlock && now.Sent == prev.Sent && curve:
+		return "no collector is connected; is gstats-collectd listening at this address, with CURVE on, the public key of its curve_secret_key_file in Options.CurveServerKey and this client's public key in its curve_client_keys?"
 	case now.WouldBlock > prev.WouldBlock && now.Sent == prev.Sent:
 		return "no collector is connected; is gstats-collectd listening at this address?"
 	case now.WouldBlock > prev.WouldBlock:

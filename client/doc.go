@@ -19,6 +19,26 @@
 // names the option to raise. The socket reconnects by itself: counting
 // resumes once a collector listens at the address again.
 //
+// Drops are counted on both sides: every packed message reports, in its
+// header, the events dropped since the last packed message the socket
+// accepted ("gstats-batch/1 dropped=N"), and the collector adds them to its
+// client_dropped counter. Drops a refused message could not report wait for
+// the next one; when drops wait and no event comes, the sender sends a
+// packed message holding no event to report them, when it goes idle and
+// then once every LogInterval. Once one packed message has gone out after
+// a burst of drops, Stats.Dropped equals Stats.Reported, and a collector
+// fed by this client alone shows the same client_dropped.
+// Classic messages cannot carry the count: with Options.Classic the
+// collector never learns of the drops.
+//
+// With Options.CurveServerKey and Options.CurveClientKey (or
+// Options.LoadCurveKeys, which reads them from key files), the connection
+// uses ZeroMQ CURVE: encrypted, the collector authenticated by its public
+// key and this client by its key pair, which must be in the collector's
+// curve_client_keys. Bad keys fail New; a collector that refuses the
+// client's key leaves it without a connection, dropping and counting as
+// when no collector listens.
+//
 // The messages are the gstats wire format (see package wire). By default the
 // goroutine packs the events it finds queued into packed messages (one
 // frame, wire.BatchHeader then a line per event, at most MaxPackedBytes):

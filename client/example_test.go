@@ -69,3 +69,19 @@ func ExampleValidatePrefix() {
 	// true
 	// false
 }
+
+// Sending over ZeroMQ CURVE: the collector's public key file and this
+// client's secret key file, as gstatsctl keygen writes them. The
+// collector's curve_client_keys must list web-1.key.
+func ExampleOptions_LoadCurveKeys() {
+	opts := client.Options{Address: "tcp://10.0.0.5:2345", Prefix: "my_app"}
+	if err := opts.LoadCurveKeys("/etc/gstats/collector.key", "/etc/gstats/web-1.key_secret"); err != nil {
+		log.Fatal(err)
+	}
+	c, err := client.New(opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	log.Fatal(http.ListenAndServe("127.0.0.1:8080", c.Middleware(http.NotFoundHandler())))
+}

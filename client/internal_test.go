@@ -228,13 +228,14 @@ func FuzzFrames(f *testing.F) {
 }
 
 // FuzzPacked checks that events packed by the sender are read back by the
-// collector's parser with the same values, in order, and that a message
-// never exceeds MaxPackedBytes.
+// collector's parser with the same values, in order, with the drop count
+// given to the header, and that a message never exceeds MaxPackedBytes.
 func FuzzPacked(f *testing.F) {
-	f.Add("", "my_app", int64(153*time.Millisecond), 200, uint8(3))
-	f.Add("é", "x", int64(-1), 700, uint8(200))
-	f.Add("a", "", int64(math.MaxInt64), 99, uint8(0))
-	f.Fuzz(func(t *testing.T, p1, p2 string, ns int64, status int, count uint8) {
+	f.Add("", "my_app", int64(153*time.Millisecond), 200, uint8(3), uint64(0))
+	f.Add("é", "x", int64(-1), 700, uint8(200), uint64(17))
+	f.Add("a", "", int64(math.MaxInt64), 99, uint8(0), uint64(math.MaxUint64))
+	f.Add(strings.Repeat("p", MaxPrefixLength), "q", int64(1), 200, uint8(255), uint64(wire.MaxBatchDropped))
+	f.Fuzz(func(t *testing.T, p1, p2 string, ns int64, status int, count uint8, dropped uint64) {
 		if !validPrefix(p1) || !validPrefix(p2) || !packable(p1) || !packable(p2) || p1 == "" || p2 == "" {
 			return
 		}
@@ -248,24 +249,27 @@ func FuzzPacked(f *testing.F) {
 				ev = finishEvent(p2, time.Duration(ns)+time.Duration(i), status)
 			}
 			if !p.fits(ev) {
-				msgs = append(msgs, bytes.Clone(p.buf))
+				msgs = append(msgs, bytes.Clone(p.message(dropped)))
 				p.reset()
 			}
 			p.add(ev)
 			want = append(want, ev)
 		}
-		msgs = append(msgs, bytes.Clone(p.buf))
+		msgs = append(msgs, bytes.Clone(p.message(dropped)))
 		var got []wire.Message
 		for _, m := range msgs {
 			if len(m) > MaxPackedBytes {
 				t.Fatalf("packed message of %d bytes", len(m))
 			}
-			wire.ParseBatch(m, wire.Limits{MaxPrefixLength: MaxPrefixLength, MaxDuration: math.Inf(1)}, func(m wire.Message, err error) {
+			_, d := wire.ParseBatch(m, wire.Limits{MaxPrefixLength: MaxPrefixLength, MaxDuration: math.Inf(1)}, func(m wire.Message, err error) {
 				if err != nil {
 					t.Fatalf("packed event rejected: %v", err)
 				}
 				got = append(got, m)
 			})
+			if want := min(dropped, wire.MaxBatchDropped); uint64(d) != want {
+				t.Fatalf("header reports %d dropped, want %d", d, want)
+			}
 		}
 		if len(got) != len(want) {
 			t.Fatalf("read back %d events, packed %d", len(got), len(want))

@@ -120,3 +120,47 @@ func FuzzParsePercentiles(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCurveSettings checks the CURVE settings read from any environment:
+// the plugin-conf.d name wins over the GSTATS_ one when not blank, values
+// are trimmed, and one side set without the other is an error naming the
+// missing one.
+func FuzzCurveSettings(f *testing.F) {
+	f.Add("", "", "", "")
+	f.Add("/etc/gstats/collector.key", "/etc/gstats/munin.key_secret", "", "")
+	f.Add("", "", "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", "c.key_secret")
+	f.Add("s", "", "", "c")
+	f.Add(" ", "x", "y", "\t")
+	f.Fuzz(func(t *testing.T, server, client, gstatsServer, gstatsClient string) {
+		env := map[string]string{EnvCurveServerKey: server, EnvCurveClientKey: client, EnvGstatsCurveServerKey: gstatsServer, EnvGstatsCurveClientKey: gstatsClient}
+		c, err := CurveSettings(func(k string) string { return env[k] })
+		pick := func(v, gv string) string {
+			if v = strings.TrimSpace(v); v != "" {
+				return v
+			}
+			return strings.TrimSpace(gv)
+		}
+		s, cl := pick(server, gstatsServer), pick(client, gstatsClient)
+		switch {
+		case s == "" && cl == "":
+			if err != nil || c != (Curve{}) || c.On() {
+				t.Fatalf("nothing set: %+v, %v", c, err)
+			}
+		case s == "":
+			if err == nil || !strings.Contains(err.Error(), "not env.curve_server_key (nor GSTATS_CURVE_SERVER_KEY)") || c.On() {
+				t.Fatalf("server key missing: %+v, %v", c, err)
+			}
+		case cl == "":
+			if err == nil || !strings.Contains(err.Error(), "not env.curve_client_key (nor GSTATS_CURVE_CLIENT_KEY)") || c.On() {
+				t.Fatalf("client key missing: %+v, %v", c, err)
+			}
+		default:
+			if err != nil || c.ServerKey != s || c.ClientKey != cl || !c.On() {
+				t.Fatalf("both set: %+v, %v; want %q, %q", c, err, s, cl)
+			}
+			if (strings.TrimSpace(server) != "") != (c.ServerFrom == "env.curve_server_key") {
+				t.Fatalf("server key read from %s", c.ServerFrom)
+			}
+		}
+	})
+}

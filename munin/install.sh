@@ -14,7 +14,8 @@ plugin-conf.d/gstats into SCONFDIR unless a file of that name is there.
 Then, for each LABEL, links the four plug-ins as <plug-in><LABEL> in
 SERVICEDIR; with --auto, creates the links munin-node-configure suggests for
 the prefixes the collector knows (it must be running; set env.status_addr
-in SCONFDIR/gstats first if it is not on the default address).
+in SCONFDIR/gstats first if it is not on the default address, and the
+CURVE settings and user if it requires CURVE).
 Restart munin-node afterwards.
 
 Options:
@@ -118,7 +119,7 @@ if [ "$auto" = 1 ]; then
     links=$(munin-node-configure --libdir "$libdir" --servicedir "$servicedir" --sconfdir "$sconfdir" --shell |
         grep -E "^ln -s '[^']*/(gunicorn-requests_|gunicorn-request-time_|gstats-latency_|gstats-status_)' " || true)
     if [ -z "$links" ]; then
-        echo "munin-node-configure suggests no new link: is gstats-collectd running and has it seen requests? (munin-run gunicorn-requests_ autoconf)"
+        echo "munin-node-configure suggests no new link: is gstats-collectd running and has it seen requests, and if it requires CURVE, are env.curve_server_key, env.curve_client_key and user set in $sconfdir/gstats? (munin-run gunicorn-requests_ autoconf)"
     else
         printf '%s\n' "$links"
         printf '%s\n' "$links" | sh

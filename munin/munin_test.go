@@ -338,14 +338,13 @@ func TestFetch(t *testing.T) {
 
 // fakeCollector answers STATS with reply, or fails with err.
 type fakeCollector struct {
-	reply   string
-	err     error
-	addr    string
-	timeout time.Duration
+	reply  string
+	err    error
+	target Target // the last one asked
 }
 
-func (f *fakeCollector) query(_ context.Context, addr string, timeout time.Duration) ([]byte, error) {
-	f.addr, f.timeout = addr, timeout
+func (f *fakeCollector) query(_ context.Context, t Target) ([]byte, error) {
+	f.target = t
 	return []byte(f.reply), f.err
 }
 
@@ -368,6 +367,7 @@ func TestRun(t *testing.T) {
 		stderr      string // a substring; "" for none
 		addr        string
 		timeout     time.Duration
+		curve       Curve
 		skipCollect bool // the collector is not asked
 	}{
 		{name: "fetch", args: []string{"gunicorn-requests_my_shop_api"}, reply: collectorReply, stdout: reqFetch},
@@ -402,6 +402,27 @@ func TestRun(t *testing.T) {
 			env: map[string]string{EnvPercentiles: "90"}, stdout: "p90.value 7.028793021534767\nmax.value 9.0\n"},
 		{name: "bad percentiles", args: []string{"gstats-latency_my_shop_api"}, reply: collectorReply,
 			env: map[string]string{EnvPercentiles: "200"}, stdout: Fetch(Latency, s["My.Shop-API"], Options{}), stderr: "env.percentiles"},
+		{name: "CURVE", args: []string{"gunicorn-requests_my_shop_api"}, reply: collectorReply, stdout: reqFetch,
+			env:   map[string]string{EnvCurveServerKey: " /etc/gstats/collector.key ", EnvCurveClientKey: "/etc/gstats/munin.key_secret"},
+			curve: Curve{ServerKey: "/etc/gstats/collector.key", ClientKey: "/etc/gstats/munin.key_secret", ServerFrom: "env.curve_server_key", ClientFrom: "env.curve_client_key"}},
+		{name: "CURVE from GSTATS_ variables", args: []string{"gunicorn-requests_my_shop_api"}, reply: collectorReply, stdout: reqFetch,
+			env:   map[string]string{EnvGstatsCurveServerKey: "k", EnvGstatsCurveClientKey: "f"},
+			curve: Curve{ServerKey: "k", ClientKey: "f", ServerFrom: "GSTATS_CURVE_SERVER_KEY", ClientFrom: "GSTATS_CURVE_CLIENT_KEY"}},
+		{name: "CURVE env.* over GSTATS_", args: []string{"gunicorn-requests_my_shop_api"}, reply: collectorReply, stdout: reqFetch,
+			env:   map[string]string{EnvCurveServerKey: "k", EnvGstatsCurveServerKey: "other", EnvGstatsCurveClientKey: "f"},
+			curve: Curve{ServerKey: "k", ClientKey: "f", ServerFrom: "env.curve_server_key", ClientFrom: "GSTATS_CURVE_CLIENT_KEY"}},
+		{name: "CURVE key file unreadable", args: []string{"gunicorn-requests_my_shop_api", "config"}, env: map[string]string{EnvCurveServerKey: "k", EnvCurveClientKey: "f"},
+			err:    errors.New("env.curve_client_key: the plug-in runs as user nobody (uid 65534), which cannot read f"),
+			stdout: Config(Requests, "my_shop_api", Options{}), stderr: "gunicorn-requests_my_shop_api: env.curve_client_key: the plug-in runs as user nobody",
+			curve: Curve{ServerKey: "k", ClientKey: "f", ServerFrom: "env.curve_server_key", ClientFrom: "env.curve_client_key"}},
+		{name: "CURVE server key only, fetch", args: []string{"gunicorn-requests_my_shop_api"}, env: map[string]string{EnvCurveServerKey: "k"},
+			stdout: "started.value U\nfinished.value U\n", stderr: "env.curve_server_key is set but not env.curve_client_key (nor GSTATS_CURVE_CLIENT_KEY)", skipCollect: true},
+		{name: "CURVE server key only, config", args: []string{"gunicorn-requests_my_shop_api", "config"}, env: map[string]string{EnvCurveServerKey: "k"},
+			stdout: Config(Requests, "my_shop_api", Options{}), stderr: "env.curve_server_key is set but not env.curve_client_key", skipCollect: true},
+		{name: "CURVE client key only, autoconf", args: []string{"gstats-status_", "autoconf"}, env: map[string]string{EnvGstatsCurveClientKey: "f"},
+			stdout: "no (GSTATS_CURVE_CLIENT_KEY is set but not env.curve_server_key (nor GSTATS_CURVE_SERVER_KEY): CURVE needs both the collector's public key and the plug-ins' key pair)\n", skipCollect: true},
+		{name: "CURVE client key only, suggest", args: []string{"gstats-status_", "suggest"}, env: map[string]string{EnvCurveClientKey: "f"},
+			stderr: "env.curve_client_key is set but not env.curve_server_key", skipCollect: true},
 		{name: "no label", args: []string{"gunicorn-requests_", "config"}, code: 1, stderr: "link this plug-in as gunicorn-requests_<label>", skipCollect: true},
 		{name: "unknown plug-in", args: []string{"apache_x"}, code: 1, stderr: "unknown plug-in name", skipCollect: true},
 		{name: "unknown command", args: []string{"gunicorn-requests_x", "snmpconf"}, code: 1, stderr: "Usage:", skipCollect: true},
@@ -429,11 +450,12 @@ func TestRun(t *testing.T) {
 			if wantTimeout == 0 {
 				wantTimeout = DefaultTimeout
 			}
+			want := Target{Address: wantAddr, Timeout: wantTimeout, Curve: tt.curve}
 			if tt.skipCollect {
-				wantAddr, wantTimeout = "", 0
+				want = Target{}
 			}
-			if f.addr != wantAddr || f.timeout != wantTimeout {
-				t.Errorf("asked %q with timeout %v, want %q, %v", f.addr, f.timeout, wantAddr, wantTimeout)
+			if f.target != want {
+				t.Errorf("asked %+v, want %+v", f.target, want)
 			}
 		})
 	}

@@ -13,7 +13,8 @@ import (
 const DefaultAddress = "tcp://127.0.0.1:2345"
 
 // The environment variables the plug-ins read. The first three are set with
-// env.NAME lines in munin's plugin-conf.d; munin-node sets the last.
+// env.NAME lines in munin's plugin-conf.d; munin-node sets the last. The
+// CURVE settings are in curve.go.
 const (
 	EnvAddress     = "status_addr"
 	EnvTimeout     = "timeout"
@@ -21,9 +22,20 @@ const (
 	EnvDirtyConfig = "MUNIN_CAP_DIRTYCONFIG"
 )
 
-// Query sends STATS to the collector's control socket at address and
-// returns the raw reply. It must give up after timeout.
-type Query func(ctx context.Context, address string, timeout time.Duration) ([]byte, error)
+// Target is the collector a plug-in asks, and how.
+type Target struct {
+	// Address is the collector's control address.
+	Address string
+	// Timeout bounds the request.
+	Timeout time.Duration
+	// Curve are the CURVE settings, unread: their files are read by the
+	// Query (ClientOptions does it).
+	Curve Curve
+}
+
+// Query sends STATS to the collector's control socket at t.Address and
+// returns the raw reply. It must give up after t.Timeout.
+type Query func(ctx context.Context, t Target) ([]byte, error)
 
 // Usage is printed for a call without a plug-in name or with an unknown
 // command.
@@ -35,9 +47,14 @@ gstats-latency_<label>, gstats-status_<label>). Without a command it prints
 the values (fetch).
 
 Environment (env.NAME in munin's plugin-conf.d):
-  status_addr   control address of gstats-collectd [tcp://127.0.0.1:2345]
-  timeout       seconds to wait for the collector [3]
-  percentiles   percentiles of gstats-latency_ [50 90 95 99]
+  status_addr       control address of gstats-collectd [tcp://127.0.0.1:2345]
+  timeout           seconds to wait for the collector [3]
+  percentiles       percentiles of gstats-latency_ [50 90 95 99]
+  curve_server_key  the collector's CURVE public key: 40 characters of Z85,
+                    or its key file [$GSTATS_CURVE_SERVER_KEY]
+  curve_client_key  the plug-ins' CURVE key pair: a NAME.key_secret file
+                    made by gstatsctl keygen, readable by the plug-ins'
+                    user only [$GSTATS_CURVE_CLIENT_KEY]
 `
 
 // Run answers one munin request: args are the plug-in name and an optional
@@ -99,7 +116,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, query Q
 		}
 	}
 
-	stats, err := fetchStats(ctx, query, addr, timeout)
+	target := Target{Address: addr, Timeout: timeout}
+	var stats Stats
+	if target.Curve, err = CurveSettings(getenv); err == nil {
+		stats, err = fetchStats(ctx, query, target)
+	}
 	switch cmd {
 	case "autoconf":
 		if err != nil {
@@ -139,15 +160,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, query Q
 }
 
 // fetchStats asks the collector for STATS and parses the reply.
-func fetchStats(ctx context.Context, query Query, addr string, timeout time.Duration) (Stats, error) {
-	reply, err := query(ctx, addr, timeout)
+func fetchStats(ctx context.Context, query Query, t Target) (Stats, error) {
+	reply, err := query(ctx, t)
 	if err != nil {
 		// The error names the command and the address.
 		return nil, err
 	}
 	stats, err := ParseStats(reply)
 	if err != nil {
-		return nil, fmt.Errorf("STATS from %s: %w", addr, err)
+		return nil, fmt.Errorf("STATS from %s: %w", t.Address, err)
 	}
 	return stats, nil
 }

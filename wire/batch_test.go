@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -58,6 +59,9 @@ func TestParseBatch(t *testing.T) {
 		{"not UTF-8", h + "\xff\t1\n", []event{{reason: wire.ReasonPrefixNotUTF8}}},
 		{"no header", "shop\t\n", []event{{reason: wire.ReasonFrames}}},
 		{"older header", "gstats-batch/0\nshop\t\n", []event{{reason: wire.ReasonFrames}}},
+		{"drops reported, events follow", "gstats-batch/1 dropped=7\nshop\t\n", []event{{prefix: "shop", kind: wire.Start}}},
+		{"drops reported, no events", "gstats-batch/1 dropped=7\n", nil},
+		{"bad header with events rejects them all", "gstats-batch/1 dropped=x\nshop\t\nshop\t1\n", []event{{reason: wire.ReasonFrames}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,6 +96,9 @@ func TestIsBatch(t *testing.T) {
 	}{
 		{[][]byte{[]byte(wire.BatchHeader)}, true},
 		{[][]byte{[]byte(wire.BatchHeader + "a\t\n")}, true},
+		{[][]byte{[]byte("gstats-batch/1 dropped=3\n")}, true},
+		{[][]byte{[]byte("gstats-batch/9\n")}, true}, // a packed message ParseBatch rejects
+		{[][]byte{[]byte("gstats-batch")}, false},
 		{[][]byte{[]byte(wire.BatchHeader), []byte("")}, false}, // a classic start whose prefix looks like a header
 		{[][]byte{[]byte("shop")}, false},
 		{nil, false},
@@ -125,6 +132,98 @@ func TestAppendBatchRecord(t *testing.T) {
 		got, ok := wire.AppendBatchRecord([]byte("x"), frames...)
 		if ok != tt.ok || string(got) != "x"+tt.want {
 			t.Errorf("AppendBatchRecord(%q) = %q, %v; want %q, %v", tt.frames, got, ok, "x"+tt.want, tt.ok)
+		}
+	}
+}
+
+func TestParseBatchHeader(t *testing.T) {
+	tests := []struct {
+		name    string
+		header  string
+		dropped int64
+		detail  string // in the rejection; "" when the header is valid
+	}{
+		{"plain", "gstats-batch/1\n", 0, ""},
+		{"one dropped", "gstats-batch/1 dropped=1\n", 1, ""},
+		{"many dropped", "gstats-batch/1 dropped=123456789\n", 123456789, ""},
+		{"largest count", "gstats-batch/1 dropped=9007199254740991\n", wire.MaxBatchDropped, ""},
+		{"count over 2^53-1", "gstats-batch/1 dropped=9007199254740992\n", 0, "from 1 to 9007199254740991"},
+		{"count overflowing int64", "gstats-batch/1 dropped=99999999999999999999\n", 0, "from 1 to 9007199254740991"},
+		{"zero", "gstats-batch/1 dropped=0\n", 0, "from 1 to"},
+		{"leading zero", "gstats-batch/1 dropped=07\n", 0, "without leading zeros"},
+		{"negative", "gstats-batch/1 dropped=-1\n", 0, `got "-1"`},
+		{"plus sign", "gstats-batch/1 dropped=+1\n", 0, `got "+1"`},
+		{"not a number", "gstats-batch/1 dropped=abc\n", 0, `got "abc"`},
+		{"empty count", "gstats-batch/1 dropped=\n", 0, `got ""`},
+		{"trailing space", "gstats-batch/1 dropped=5 \n", 0, `got "5 "`},
+		{"two fields", "gstats-batch/1 dropped=5 dropped=6\n", 0, "dropped= wants"},
+		{"unknown field", "gstats-batch/1 foo\n", 0, `only " dropped=N" may follow`},
+		{"upper case field", "gstats-batch/1 DROPPED=5\n", 0, `only " dropped=N" may follow`},
+		{"two spaces", "gstats-batch/1  dropped=5\n", 0, `only " dropped=N" may follow`},
+		{"tab, not space", "gstats-batch/1\tdropped=5\n", 0, "must start with the line"},
+		{"carriage return", "gstats-batch/1\r\n", 0, "must start with the line"},
+		{"newer version", "gstats-batch/2\n", 0, "must start with the line"},
+		{"version 10", "gstats-batch/10\n", 0, "must start with the line"},
+		{"no newline", "gstats-batch/1 dropped=5", 0, "has no newline"},
+		{"only the version, no newline", "gstats-batch/1", 0, "has no newline"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			frame := tt.header + "a\t\n"
+			if !strings.HasSuffix(tt.header, "\n") {
+				frame = tt.header // the frame ends in its header
+			}
+			var errs []error
+			var starts int
+			n, dropped := wire.ParseBatch([]byte(frame), wire.Limits{MaxPrefixLength: 16, MaxDuration: 1}, func(m wire.Message, err error) {
+				if err != nil {
+					errs = append(errs, err)
+					return
+				}
+				starts++
+			})
+			if tt.detail == "" {
+				if len(errs) != 0 || n != 1 || starts != 1 || dropped != tt.dropped {
+					t.Fatalf("got %d events (%d starts), dropped %d, errors %v; want the start and dropped %d", n, starts, dropped, errs, tt.dropped)
+				}
+				return
+			}
+			if n != 1 || starts != 0 || len(errs) != 1 || dropped != 0 {
+				t.Fatalf("got %d events (%d starts), dropped %d, errors %v; want the whole message rejected as one event", n, starts, dropped, errs)
+			}
+			var rej *wire.RejectError
+			if !errors.As(errs[0], &rej) || rej.Reason != wire.ReasonFrames {
+				t.Fatalf("error %v, want a %s rejection", errs[0], wire.ReasonFrames)
+			}
+			if !strings.Contains(rej.Detail, tt.detail) {
+				t.Errorf("detail %q does not say %q", rej.Detail, tt.detail)
+			}
+		})
+	}
+}
+
+func TestAppendBatchHeader(t *testing.T) {
+	tests := []struct {
+		dropped uint64
+		want    string
+	}{
+		{0, wire.BatchHeader},
+		{1, "gstats-batch/1 dropped=1\n"},
+		{wire.MaxBatchDropped, "gstats-batch/1 dropped=9007199254740991\n"},
+		{wire.MaxBatchDropped + 1, "gstats-batch/1 dropped=9007199254740991\n"},
+		{math.MaxUint64, "gstats-batch/1 dropped=9007199254740991\n"},
+	}
+	for _, tt := range tests {
+		got := wire.AppendBatchHeader([]byte("x"), tt.dropped)
+		if string(got) != "x"+tt.want {
+			t.Errorf("AppendBatchHeader(%d) = %q, want %q", tt.dropped, got, "x"+tt.want)
+		}
+		if len(got)-1 > wire.MaxBatchHeaderLen {
+			t.Errorf("AppendBatchHeader(%d) is %d bytes, over MaxBatchHeaderLen %d", tt.dropped, len(got)-1, wire.MaxBatchHeaderLen)
+		}
+		_, dropped := wire.ParseBatch(got[1:], wire.Limits{}, func(_ wire.Message, err error) { t.Errorf("header %q: %v", got[1:], err) })
+		if want := min(tt.dropped, wire.MaxBatchDropped); uint64(dropped) != want {
+			t.Errorf("header %q parses as dropped %d, want %d", got[1:], dropped, want)
 		}
 	}
 }

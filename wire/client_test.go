@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,7 +30,24 @@ type controlServer struct {
 	endpoint string
 	// requests receives every request, in arrival order (a request is
 	// dropped if nobody reads and 1000 are waiting).
-	requests chan string
+	requests chan request
+}
+
+// request is one request a controlServer received.
+type request struct {
+	frame string
+	// userID is the User-Id the ZAP handler gave the connection: the
+	// client's CURVE public key; "" without one.
+	userID string
+}
+
+// serverOptions make a test server a CURVE server.
+type serverOptions struct {
+	// secretKey, if set, makes the socket a CURVE server with this key.
+	secretKey string
+	// allowed, if not nil, starts a ZAP handler that accepts these
+	// client public keys only; with nil, a CURVE server accepts any key.
+	allowed []string
 }
 
 // startControlServer starts a REP server that answers each request with
@@ -38,14 +56,31 @@ type controlServer struct {
 // wakes the owner goroutine with ETERM, and it closes the socket.
 func startControlServer(t *testing.T, answer func(req string) []byte) *controlServer {
 	t.Helper()
+	return startServer(t, answer, serverOptions{})
+}
+
+// startServer is startControlServer with security options.
+func startServer(t testing.TB, answer func(req string) []byte, o serverOptions) *controlServer {
+	t.Helper()
 	zctx, err := zmq.NewContext()
 	if err != nil {
 		t.Fatalf("creating zmq context: %v; is libzmq installed? (apt-get install libzmq3-dev)", err)
 	}
-	srv := &controlServer{requests: make(chan string, 1000)}
+	srv := &controlServer{requests: make(chan request, 1000)}
+	var zapDone chan error
+	if o.allowed != nil {
+		zapReady := make(chan error, 1)
+		zapDone = make(chan error, 1)
+		go func() { zapDone <- serveZAP(zctx, o.allowed, zapReady) }()
+		if err := <-zapReady; err != nil {
+			<-zapDone
+			_ = zctx.Term()
+			t.Fatal(err)
+		}
+	}
 	ready := make(chan error, 1)
 	done := make(chan error, 1)
-	go func() { done <- srv.serve(zctx, answer, ready) }()
+	go func() { done <- srv.serve(zctx, answer, o, ready) }()
 	if err := <-ready; err != nil {
 		<-done
 		_ = zctx.Term()
@@ -58,13 +93,18 @@ func startControlServer(t *testing.T, answer func(req string) []byte) *controlSe
 		if err := <-done; err != nil {
 			t.Errorf("control server: %v", err)
 		}
+		if zapDone != nil {
+			if err := <-zapDone; err != nil {
+				t.Errorf("ZAP handler: %v", err)
+			}
+		}
 	})
 	return srv
 }
 
 // serve owns the server socket. It reports on ready once bound, and
 // returns nil when the context is terminated.
-func (s *controlServer) serve(zctx *zmq.Context, answer func(string) []byte, ready chan<- error) error {
+func (s *controlServer) serve(zctx *zmq.Context, answer func(string) []byte, o serverOptions, ready chan<- error) error {
 	typ := zmq.REP
 	if answer == nil {
 		typ = zmq.ROUTER
@@ -79,6 +119,12 @@ func (s *controlServer) serve(zctx *zmq.Context, answer func(string) []byte, rea
 		ready <- err
 		return nil
 	}
+	if o.secretKey != "" {
+		if err := sock.ServerAuthCurve("test", o.secretKey); err != nil {
+			ready <- fmt.Errorf("making a CURVE server: %w", err)
+			return nil
+		}
+	}
 	if err := sock.Bind("tcp://127.0.0.1:*"); err != nil {
 		ready <- fmt.Errorf("binding %s socket: %w", typ, err)
 		return nil
@@ -89,14 +135,14 @@ func (s *controlServer) serve(zctx *zmq.Context, answer func(string) []byte, rea
 	}
 	ready <- nil
 	for {
-		msg, err := sock.RecvMessageBytes(0)
+		msg, meta, err := sock.RecvMessageBytesWithMetadata(0, "User-Id")
 		if err != nil {
 			if zmq.AsErrno(err) == zmq.ETERM {
 				return nil
 			}
 			return fmt.Errorf("receiving: %w", err)
 		}
-		req := string(msg[len(msg)-1]) // a ROUTER also gets the peer id and an empty frame
+		req := request{frame: string(msg[len(msg)-1]), userID: meta["User-Id"]} // a ROUTER also gets the peer id and an empty frame
 		select {
 		case s.requests <- req:
 		default:
@@ -104,7 +150,7 @@ func (s *controlServer) serve(zctx *zmq.Context, answer func(string) []byte, rea
 		if answer == nil {
 			continue
 		}
-		if _, err := sock.SendBytes(answer(req), 0); err != nil {
+		if _, err := sock.SendBytes(answer(req.frame), 0); err != nil {
 			if zmq.AsErrno(err) == zmq.ETERM {
 				return nil
 			}
@@ -113,15 +159,66 @@ func (s *controlServer) serve(zctx *zmq.Context, answer func(string) []byte, rea
 	}
 }
 
+// serveZAP answers ZAP requests in zctx (RFC 27): 200 with the client's
+// public key as User-Id for a key in allowed, 400 for any other. It reports
+// on ready once bound and returns nil when the context is terminated.
+func serveZAP(zctx *zmq.Context, allowed []string, ready chan<- error) error {
+	sock, err := zctx.NewSocket(zmq.REP)
+	if err != nil {
+		ready <- err
+		return nil
+	}
+	defer func() { _ = sock.Close() }()
+	if err := sock.SetLinger(0); err != nil {
+		ready <- err
+		return nil
+	}
+	if err := sock.Bind("inproc://zeromq.zap.01"); err != nil {
+		ready <- fmt.Errorf("binding the ZAP handler: %w", err)
+		return nil
+	}
+	ready <- nil
+	for {
+		req, err := sock.RecvMessageBytes(0)
+		if err != nil {
+			if zmq.AsErrno(err) == zmq.ETERM {
+				return nil
+			}
+			return fmt.Errorf("receiving a ZAP request: %w", err)
+		}
+		// version, request id, domain, address, identity, mechanism, key
+		if len(req) != 7 || string(req[5]) != "CURVE" {
+			return fmt.Errorf("unexpected ZAP request %q", req)
+		}
+		key := zmq.Z85encode(string(req[6]))
+		status, text, user := "400", "key not allowed", ""
+		if slices.Contains(allowed, key) {
+			status, text, user = "200", "OK", key
+		}
+		if _, err := sock.SendMessage(req[0], req[1], status, text, user, ""); err != nil {
+			if zmq.AsErrno(err) == zmq.ETERM {
+				return nil
+			}
+			return fmt.Errorf("answering a ZAP request: %w", err)
+		}
+	}
+}
+
 // nextRequest waits for the server's next request.
 func (s *controlServer) nextRequest(t *testing.T) string {
+	t.Helper()
+	return s.next(t).frame
+}
+
+// next waits for the server's next request.
+func (s *controlServer) next(t *testing.T) request {
 	t.Helper()
 	select {
 	case r := <-s.requests:
 		return r
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server got no request within 10s")
-		return ""
+		return request{}
 	}
 }
 
@@ -473,5 +570,224 @@ func TestIntegrationClientConcurrent(t *testing.T) {
 	close(errc)
 	for err := range errc {
 		t.Error(err)
+	}
+}
+
+// keyPair makes a CURVE key pair, failing t if libzmq has no CURVE.
+func keyPair(t *testing.T) (public, secret string) {
+	t.Helper()
+	if !zmq.HasCurve() {
+		t.Fatal("this libzmq has no CURVE support; install Debian's libzmq5 (built with libsodium)")
+	}
+	public, secret, err := zmq.NewCurveKeypair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return public, secret
+}
+
+// TestIntegrationClientCurve checks requests to CURVE servers: with the
+// right keys they are answered, and the collector sees the client's key;
+// with keys the server refuses they get no reply, and the error says why.
+func TestIntegrationClientCurve(t *testing.T) {
+	serverPub, serverSec := keyPair(t)
+	clientPub, clientSec := keyPair(t)
+	otherPub, otherSec := keyPair(t)
+	answer := func(req string) []byte { return []byte(`{"` + strings.ToLower(req) + `": [1.5]}`) }
+	// One server that authenticates clients (ZAP), one that accepts any
+	// key, one without CURVE.
+	zap := startServer(t, answer, serverOptions{secretKey: serverSec, allowed: []string{clientPub}})
+	open := startServer(t, answer, serverOptions{secretKey: serverSec})
+	plain := startControlServer(t, answer)
+
+	t.Run("answered", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			srv  *controlServer
+			opts wire.ClientOptions
+			user string // User-Id the server's ZAP handler gave
+		}{
+			{"allowed key", zap, wire.ClientOptions{CurveServerKey: serverPub, CurvePublicKey: clientPub, CurveSecretKey: clientSec}, clientPub},
+			{"public key derived", zap, wire.ClientOptions{CurveServerKey: serverPub, CurveSecretKey: clientSec}, clientPub},
+			{"server without ZAP", open, wire.ClientOptions{CurveServerKey: serverPub, CurveSecretKey: otherSec}, ""},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tc.opts.Address, tc.opts.Timeout = tc.srv.endpoint, 10*time.Second
+				r, err := wire.NewClient(tc.opts).RTimes(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(r, wire.RTimesReply{"rtimes": {1.5}}) {
+					t.Errorf("reply %v", r)
+				}
+				if req := tc.srv.next(t); req.frame != "RTIMES" || req.userID != tc.user {
+					t.Errorf("the server got %q from User-Id %q, want RTIMES from %q", req.frame, req.userID, tc.user)
+				}
+			})
+		}
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		const timeout = time.Second
+		for _, tc := range []struct {
+			name string
+			srv  *controlServer
+			opts wire.ClientOptions
+			want []string // in the error
+		}{
+			{"key not allowed", zap, wire.ClientOptions{CurveServerKey: serverPub, CurveSecretKey: otherSec},
+				[]string{"refused the CURVE handshake (ZAP status 400)", "public key " + otherPub, "curve_client_keys"}},
+			{"wrong server key", zap, wire.ClientOptions{CurveServerKey: otherPub, CurveSecretKey: clientSec},
+				[]string{"broke off the CURVE handshake", "the collector may require CURVE or not accept this key", clientPub}},
+			{"no CURVE to a CURVE server", zap, wire.ClientOptions{},
+				[]string{"the collector requires CURVE and this client does not use it"}},
+			{"CURVE to a server without", plain, wire.ClientOptions{CurveServerKey: serverPub, CurveSecretKey: clientSec},
+				[]string{"the collector does not use CURVE on this socket and this client does"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tc.opts.Address, tc.opts.Timeout = tc.srv.endpoint, timeout
+				began := time.Now()
+				_, err := wire.NewClient(tc.opts).Stats(t.Context())
+				took := time.Since(began)
+				if !errors.Is(err, wire.ErrNoReply) {
+					t.Fatalf("error %v, want wire.ErrNoReply", err)
+				}
+				if took > timeout+slack {
+					t.Errorf("gave up after %s, the timeout is %s", took, timeout)
+				}
+				for _, part := range append(tc.want, "no reply to STATS from "+tc.srv.endpoint+" within 1s") {
+					if !strings.Contains(err.Error(), part) {
+						t.Errorf("error %q does not contain %q", err, part)
+					}
+				}
+				select {
+				case r := <-tc.srv.requests:
+					t.Errorf("the server got %q through a refused handshake", r.frame)
+				default:
+				}
+			})
+		}
+	})
+}
+
+// TestIntegrationClientNoReplyDiagnosis checks what the error of a request
+// without reply says of the connection, CURVE aside.
+func TestIntegrationClientNoReplyDiagnosis(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		address func(t *testing.T) string
+		want    string
+	}{
+		{"nothing listens", deadAddress, "is gstats-collectd running there? Nothing accepted the connection"},
+		{"peer never answers", func(t *testing.T) string { return startControlServer(t, nil).endpoint },
+			"is gstats-collectd running there? It accepted the connection but did not answer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := wire.NewClient(wire.ClientOptions{Address: tc.address(t), Timeout: 500 * time.Millisecond})
+			_, err := c.Info(t.Context())
+			if !errors.Is(err, wire.ErrNoReply) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want wire.ErrNoReply saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCurveSettings checks that unusable CURVE settings are refused by
+// Validate, and that a client made with them fails every request at once
+// without sending anything.
+func TestCurveSettings(t *testing.T) {
+	serverPub, _ := keyPair(t)
+	clientPub, clientSec := keyPair(t)
+	otherPub, _ := keyPair(t)
+	tests := []struct {
+		name string
+		opts wire.ClientOptions
+		want string // "" for valid settings
+	}{
+		{"no CURVE", wire.ClientOptions{}, ""},
+		{"full", wire.ClientOptions{CurveServerKey: serverPub, CurvePublicKey: clientPub, CurveSecretKey: clientSec}, ""},
+		{"public key derived", wire.ClientOptions{CurveServerKey: serverPub, CurveSecretKey: clientSec}, ""},
+		{"server key only", wire.ClientOptions{CurveServerKey: serverPub}, "the collector's CURVE public key is given but not the client's secret key"},
+		{"client keys only", wire.ClientOptions{CurvePublicKey: clientPub, CurveSecretKey: clientSec}, "the client's CURVE key is given but not the collector's public key"},
+		{"client public key only", wire.ClientOptions{CurvePublicKey: clientPub}, "not the collector's public key"},
+		{"short server key", wire.ClientOptions{CurveServerKey: serverPub[:39], CurveSecretKey: clientSec}, "the collector's public key: a CURVE key is 40 characters of Z85, got 39"},
+		{"bad character", wire.ClientOptions{CurveServerKey: serverPub, CurveSecretKey: `"` + clientSec[1:]}, "the client's secret key: character 1 of the key"},
+		{"pair mismatch", wire.ClientOptions{CurveServerKey: serverPub, CurvePublicKey: otherPub, CurveSecretKey: clientSec},
+			"the client's public key " + otherPub + " is not the one of its secret key (" + clientPub + ")"},
+		{"bad public key", wire.ClientOptions{CurveServerKey: serverPub, CurvePublicKey: "x", CurveSecretKey: clientSec}, "the client's public key: a CURVE key is 40"},
+	}
+	srv := startControlServer(t, func(string) []byte { return []byte("{}") })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.opts.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Errorf("Validate: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, wire.ErrCurveSettings) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate: %v; want wire.ErrCurveSettings saying %q", err, tt.want)
+			}
+			if !tt.opts.Curve() {
+				t.Error("Curve() is false for settings with a CURVE key")
+			}
+			tt.opts.Address, tt.opts.Timeout = srv.endpoint, time.Minute
+			began := time.Now()
+			_, err = wire.NewClient(tt.opts).Stats(t.Context())
+			if !errors.Is(err, wire.ErrCurveSettings) || errors.Is(err, wire.ErrNoReply) || !strings.Contains(err.Error(), tt.want) ||
+				!strings.Contains(err.Error(), "STATS to "+srv.endpoint+" not sent") {
+				t.Errorf("Stats: %v; want a wire.ErrCurveSettings error saying STATS was not sent", err)
+			}
+			if took := time.Since(began); took > slack {
+				t.Errorf("took %s to fail", took)
+			}
+		})
+	}
+	select {
+	case r := <-srv.requests:
+		t.Errorf("the server got %q from a client with unusable CURVE settings", r.frame)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if (wire.ClientOptions{}).Curve() {
+		t.Error("Curve() is true without keys")
+	}
+}
+
+// BenchmarkIntegrationClientRequest measures one control request on
+// loopback, each on a fresh socket as Do makes it: without CURVE, and with
+// CURVE, which adds a handshake (with and without a ZAP handler checking
+// the client key).
+func BenchmarkIntegrationClientRequest(b *testing.B) {
+	serverPub, serverSec, err := zmq.NewCurveKeypair()
+	if err != nil {
+		b.Fatal(err)
+	}
+	clientPub, clientSec, err := zmq.NewCurveKeypair()
+	if err != nil {
+		b.Fatal(err)
+	}
+	answer := func(string) []byte { return []byte(`{"a": []}`) }
+	for _, bc := range []struct {
+		name string
+		srv  serverOptions
+		opts wire.ClientOptions
+	}{
+		{"NULL", serverOptions{}, wire.ClientOptions{}},
+		{"CURVE", serverOptions{secretKey: serverSec}, wire.ClientOptions{CurveServerKey: serverPub, CurveSecretKey: clientSec}},
+		{"CURVE+ZAP", serverOptions{secretKey: serverSec, allowed: []string{clientPub}}, wire.ClientOptions{CurveServerKey: serverPub, CurveSecretKey: clientSec}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			srv := startServer(b, answer, bc.srv)
+			bc.opts.Address, bc.opts.Timeout = srv.endpoint, 10*time.Second
+			c := wire.NewClient(bc.opts)
+			ctx := b.Context()
+			for b.Loop() {
+				if _, err := c.Do(ctx, "RTIMES"); err != nil {
+					b.Fatal(err)
+				}
+				<-srv.requests
+			}
+		})
 	}
 }

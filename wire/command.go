@@ -212,10 +212,27 @@ type InfoReply struct {
 	RejectedTotal int64            `json:"rejected_total"`
 	// Disconnects counts ingest peers the collector disconnected or lost;
 	// a frame over max_message_size makes libzmq disconnect its sender.
-	Disconnects     int64            `json:"disconnects"`
-	ControlRequests int64            `json:"control_requests"`
-	ControlErrors   int64            `json:"control_errors"`
-	Commands        map[string]int64 `json:"commands"`
+	Disconnects     int64 `json:"disconnects"`
+	ControlRequests int64 `json:"control_requests"`
+	ControlErrors   int64 `json:"control_errors"`
+	// CommandsRefused counts valid commands refused because they are not
+	// in allowed_commands (they are in ControlErrors too).
+	CommandsRefused int64 `json:"commands_refused"`
+	// AuthFailures counts CURVE handshakes refused: a client key that is
+	// not allowed.
+	AuthFailures int64 `json:"auth_failures"`
+	// ClientDropped counts the events clients reported dropping (because
+	// the collector was down, slow or not keeping up) in their packed
+	// messages.
+	ClientDropped int64            `json:"client_dropped"`
+	Commands      map[string]int64 `json:"commands"`
+	// StateFile is the state file the collector keeps its statistics in
+	// across restarts ("" when it keeps none), StateSavedAt the instant
+	// of its last successful write (RFC 3339, UTC; "" before the first),
+	// and StateWriteErrors the writes that failed.
+	StateFile        string `json:"state_file"`
+	StateSavedAt     string `json:"state_saved_at"`
+	StateWriteErrors int64  `json:"state_write_errors"`
 }
 
 // IsErrorReply reports whether a control reply is the original's ERROR.

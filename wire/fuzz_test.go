@@ -205,18 +205,27 @@ func FuzzProcessingTimeJSON(f *testing.F) {
 }
 
 // FuzzParseBatch checks that a packed frame never panics, that every event
-// is reported once, and that each event parsed from the packed form equals
-// what its classic frames give.
+// is reported once, that each event parsed from the packed form equals
+// what its classic frames give, and that a drop count is only reported
+// from a valid header, which reads back as AppendBatchHeader writes it.
 func FuzzParseBatch(f *testing.F) {
 	f.Add([]byte(wire.BatchHeader + "shop\t\nshop\t12.5\t200\n"))
 	f.Add([]byte(wire.BatchHeader + "\t1\nnotab\n\n\t\t\t\n"))
 	f.Add([]byte(wire.BatchHeader + "a\t1e400\t200\na\t-0\n"))
 	f.Add([]byte("gstats-batch/1"))
+	f.Add([]byte("gstats-batch/1 dropped=42\nshop\t1\t200\n"))
+	f.Add([]byte("gstats-batch/1 dropped=9007199254740991\n"))
+	f.Add([]byte("gstats-batch/1 dropped=9007199254740992\nshop\t\n"))
+	f.Add([]byte("gstats-batch/1 dropped=-1\nshop\t\n"))
+	f.Add([]byte("gstats-batch/1 dropped=007\n"))
+	f.Add([]byte("gstats-batch/1 foo\nshop\t\n"))
+	f.Add([]byte("gstats-batch/2\nshop\t\n"))
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		var events int
-		n := wire.ParseBatch(frame, fuzzLimits, func(m wire.Message, err error) {
+		var events, rejected int
+		n, dropped := wire.ParseBatch(frame, fuzzLimits, func(m wire.Message, err error) {
 			events++
 			if err != nil {
+				rejected++
 				var rej *wire.RejectError
 				if !errors.As(err, &rej) || !slices.Contains(wire.AllReasons(), rej.Reason) {
 					t.Fatalf("event error %v is not a known *RejectError", err)
@@ -239,6 +248,17 @@ func FuzzParseBatch(f *testing.F) {
 		})
 		if n != events {
 			t.Fatalf("ParseBatch returned %d but reported %d events", n, events)
+		}
+		if dropped < 0 || dropped > wire.MaxBatchDropped {
+			t.Fatalf("ParseBatch(%q) reported %d dropped", frame, dropped)
+		}
+		header, _, _ := bytes.Cut(frame, []byte("\n"))
+		if dropped > 0 {
+			if want := wire.AppendBatchHeader(nil, uint64(dropped)); !bytes.HasPrefix(frame, want) {
+				t.Fatalf("ParseBatch(%q) reported %d dropped, but the header is not %q", frame, dropped, want)
+			}
+		} else if !bytes.HasPrefix(frame, []byte(wire.BatchHeader)) && (events != 1 || rejected != 1) {
+			t.Fatalf("ParseBatch(%q): header %q is not valid, but %d events (%d rejected) were reported", frame, header, events, rejected)
 		}
 	})
 }

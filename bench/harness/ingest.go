@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -114,6 +115,19 @@ type step struct {
 // otherwise; with limit above 0, sending also ends once limit units are
 // sent or dropped. onEnd runs as sending ends, before the socket closes.
 func pacedSend(addr string, st *stream, rate float64, d time.Duration, limit int64, events bool, onEnd func()) (sent, dropped int64, elapsed time.Duration, err error) {
+	return pacedSendLive(addr, st, rate, d, limit, events, onEnd, nil)
+}
+
+// sendProgress is what a paced sender has done so far, for a reader in
+// another goroutine, and a way to end it early.
+type sendProgress struct {
+	sent, dropped atomic.Int64
+	stop          atomic.Bool
+}
+
+// pacedSendLive is pacedSend that also keeps live (when not nil) up to
+// date as it sends, and ends early once live.stop is set.
+func pacedSendLive(addr string, st *stream, rate float64, d time.Duration, limit int64, events bool, onEnd func(), live *sendProgress) (sent, dropped int64, elapsed time.Duration, err error) {
 	push, err := zmq.NewSocket(zmq.PUSH)
 	if err != nil {
 		return 0, 0, 0, err
@@ -149,6 +163,9 @@ func pacedSend(addr string, st *stream, rate float64, d time.Duration, limit int
 			due = min(due, limit-done)
 		}
 		if due <= 0 {
+			if live != nil && live.stop.Load() {
+				break
+			}
 			time.Sleep(100 * time.Microsecond)
 			continue
 		}
@@ -173,6 +190,10 @@ func pacedSend(addr string, st *stream, rate float64, d time.Duration, limit int
 			idx = 0
 		}
 		done = sent + dropped
+		if live != nil {
+			live.sent.Store(sent)
+			live.dropped.Store(dropped)
+		}
 	}
 	elapsed = time.Since(start)
 	if onEnd != nil {

@@ -9,7 +9,10 @@
 //
 // Each receiver runs as its own process, so its CPU time is its own. The
 // Go benchmarks' output (bench.out) supplies the figures measured in
-// process: STATS and Gather time, memory per prefix, the clients.
+// process: STATS and Gather time, memory per prefix, the clients. The last
+// phase, the soak, runs the collector for 10 minutes at half the highest
+// loss-free rate and checks that its memory, files and goroutines stay
+// flat and that nothing is lost.
 package main
 
 import (
@@ -65,6 +68,10 @@ type options struct {
 	report   string
 	jsonOut  string
 	quick    bool
+	// The soak phase: how long, how often to sample, the rate (0: half
+	// the ingest phase's), the collector's window (0: the warm-up).
+	soakFor, soakEvery, soakWindow time.Duration
+	soakRate                       float64
 }
 
 func runAll(args []string) error {
@@ -75,13 +82,28 @@ func runAll(args []string) error {
 	fs.StringVar(&o.telegraf, "telegraf", "", "a Telegraf binary with inputs.statsd and outputs.file (built when empty)")
 	fs.StringVar(&o.cpus, "receiver-cpus", "1", "CPUs the receivers are pinned to (taskset -c); empty for none")
 	fs.DurationVar(&o.step, "step", 3*time.Second, "sending time of each ladder step")
-	fs.StringVar(&phases, "phases", "ingest,statsd,memory,accuracy", "phases to run")
+	fs.StringVar(&phases, "phases", "ingest,statsd,memory,accuracy,soak", "phases to run")
 	fs.StringVar(&o.goBench, "go-bench", "bench.out", "output of the Go and Python benchmarks, for the report")
 	fs.StringVar(&o.report, "report", "docs/PERFORMANCE.md", "report to write (empty: none)")
 	fs.StringVar(&o.jsonOut, "json", "bench-results.json", "raw results to write")
 	fs.BoolVar(&o.quick, "quick", false, "fewer and shorter steps (a smoke run, not for the report)")
+	fs.DurationVar(&o.soakFor, "soak-for", 10*time.Minute, "how long the soak phase sends (-quick: 30s)")
+	fs.DurationVar(&o.soakEvery, "soak-every", 10*time.Second, "how often the soak phase samples the collector (-quick: 1s)")
+	fs.Float64Var(&o.soakRate, "soak-rate", 0, "the soak's rate in classic messages per second (0: half the highest loss-free rate of the ingest phase, or, without it, of the previous run's -json results)")
+	fs.DurationVar(&o.soakWindow, "soak-window", 0, "the collector's window during the soak (0: the soak's warm-up, so that the window is full when measuring starts)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick && !set["soak-for"] {
+		o.soakFor = 30 * time.Second
+	}
+	if o.quick && !set["soak-every"] {
+		o.soakEvery = time.Second
+	}
+	if o.soakFor <= 0 || o.soakEvery <= 0 {
+		return fmt.Errorf("-soak-for %s and -soak-every %s must be positive", o.soakFor, o.soakEvery)
 	}
 	o.phases = map[string]bool{}
 	for _, p := range strings.Split(phases, ",") {
@@ -125,6 +147,11 @@ func runAll(args []string) error {
 	}
 	if o.phases["accuracy"] {
 		if res.Accuracy, err = accuracyPhase(ctx, o, work, logf); err != nil {
+			return err
+		}
+	}
+	if o.phases["soak"] {
+		if res.Soak, err = soakPhase(ctx, o, work, res.Ingest, logf); err != nil {
 			return err
 		}
 	}

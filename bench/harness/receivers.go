@@ -39,13 +39,19 @@ type collector struct {
 // startCollector runs gstats-collectd on free loopback ports, pinned to
 // cpus, with the plugin settings given (TOML lines of [[inputs.gstats]]).
 func startCollector(bin, dir, cpus string, settings ...string) (*collector, error) {
+	return startCollectorArgs(bin, dir, cpus, nil, settings...)
+}
+
+// startCollectorArgs is startCollector with more command-line arguments
+// after --config.
+func startCollectorArgs(bin, dir, cpus string, args []string, settings ...string) (*collector, error) {
 	conf := dir + "/gstats.conf"
 	text := "[[inputs.gstats]]\n  stats_address = \"tcp://127.0.0.1:*\"\n  comm_address = \"tcp://127.0.0.1:*\"\n" +
 		"  " + strings.Join(settings, "\n  ") + "\n"
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := startProc(cpus, bin, "--config", conf)
+	p, err := startProc(cpus, append([]string{bin, "--config", conf}, args...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,6 +65,7 @@ func writeReport(res results, gb goBench) (string, []string) {
 	body.memory(res, gb)
 	body.accuracy(res)
 	body.clients(gb)
+	body.soak(res)
 	body.profiling()
 
 	var r report
@@ -99,6 +101,7 @@ func writeReport(res results, gb goBench) (string, []string) {
 	r.p("make bench-go bench-python 2>&1 | tee bench.out")
 	r.p("taskset -c 0 bin/gstats-bench run -collectd bin/gstats-collectd -go-bench bench.out -report docs/PERFORMANCE.md")
 	r.p("taskset -c 0 bin/gstats-bench run -quick -report '' -phases ingest   # a smoke run of one phase")
+	r.p("taskset -c 0 bin/gstats-bench run -phases soak -soak-rate 600000 -report '' -json soak.json   # the soak alone")
 	r.p("```")
 	r.p("")
 	r.b.WriteString(body.b.String())
@@ -521,4 +524,97 @@ func (r *report) profiling() {
 	r.p("  cost a blocking cgo poll and a thread hand-off in the Go runtime. After it empties the queue the")
 	r.p("  loop now sleeps 5 ms in Go (the poll with a zero timeout keeps Stop and the monitor served) and")
 	r.p("  blocks in the poll only when a round found nothing.")
+}
+
+// minutes writes a soak's duration the way the report's targets do.
+func minutes(d time.Duration) string {
+	if d >= time.Minute && d%time.Minute == 0 {
+		return fmt.Sprintf("%d min", d/time.Minute)
+	}
+	return d.String()
+}
+
+func (r *report) soak(res results) {
+	r.p("## 6. Soak")
+	r.p("")
+	k := res.Soak
+	if k == nil {
+		r.unmeasured("Soak: 10 min at half the max rate, RSS, fds and goroutines flat", "the soak phase did not run")
+		return
+	}
+	v := k.Verdict
+	how := "half the max rate"
+	if k.MaxLossFree == 0 {
+		how = rate(k.Rate) + " (given)"
+	}
+	name := fmt.Sprintf("Soak: %s at %s, RSS, fds and goroutines flat", minutes(k.Duration), how)
+	r.p("gstats-collectd (with `--pprof-addr` on a free loopback port) takes a paced stream of classic")
+	of := ""
+	if k.MaxLossFree > 0 {
+		of = " (" + rate(k.MaxLossFree) + ")"
+	}
+	r.p("messages for %s at %s, %s%s.", minutes(k.Duration), rate(k.Rate), k.RateSource, of)
+	r.p("The sender drops what its socket refuses, as the clients do.")
+	if k.Window == v.Warmup {
+		r.p("The collector's window is %s (60 slots), as long as the warm-up, so it is full when measuring", k.Window)
+		r.p("starts and every slot is emptied and reused many times afterwards; with the default 600 s window,")
+		r.p("a 10-minute soak would still be filling it at the end.")
+	} else {
+		r.p("The collector's window is %s (60 slots, `-soak-window`).", k.Window)
+	}
+	r.p("")
+	r.p("Every %s the harness reads the collector's RSS (`/proc/PID/status`), its open files", k.Every)
+	r.p("(`/proc/PID/fd`), its goroutines (`/debug/pprof/goroutine?debug=1`), its CPU time (all its")
+	r.p("threads) and its accepted count (INFO on the control socket). The first %s is a warm-up. After it", v.Warmup)
+	r.p("the run is **flat** when: goroutines vary by at most %d and open files by at most %d (a request's", soakGoroutineSlack, soakFDSlack)
+	r.p("goroutine or connection may still be closing around a sample; a leak of one per message, per")
+	r.p("request or per sample would pass that within a few samples); the median RSS of the last fifth of")
+	r.p("the part after the warm-up is within max(5 %%, 4 MiB) of the first fifth's,")
+	r.p("and RSS's least-squares slope times the duration is no more than that bound (below")
+	r.p("it RSS follows the garbage collector's cycles); and nothing was lost: everything sent accepted,")
+	r.p("nothing dropped by the sender, nothing rejected.")
+	r.p("")
+	r.p("| time | sent | accepted | dropped | RSS | open files | goroutines | CPU (of one) | CPU per message |")
+	r.p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	prev := -1
+	for _, i := range soakRows(k.Samples, k.Duration) {
+		s := k.Samples[i]
+		cpu, per := "–", "–"
+		if prev >= 0 {
+			pct, ns := cpuShare(k.Samples[prev], s)
+			cpu = fmt.Sprintf("%.0f %%", pct)
+			if !math.IsNaN(ns) {
+				per = fmt.Sprintf("%.0f ns", ns)
+			}
+		}
+		r.p("| %s | %d | %d | %d | %.1f MiB | %d | %d | %s | %s |", soakTime(s.At, k.Every), s.Sent, s.Accepted, s.Dropped, mib(s.RSS), s.FDs, s.Goroutines, cpu, per)
+		prev = i
+	}
+	r.p("")
+	r.p("CPU columns are over the interval since the row above.")
+	r.p("")
+	r.p("- sent %d, dropped by the sender %d, accepted %d once the queue drained, rejected %d", k.Sent, k.Dropped, k.Accepted, k.Rejected)
+	if v.Measured > 0 {
+		r.p("- after the warm-up (%d samples): goroutines %d–%d, open files %d–%d", v.Measured, v.Goroutines[0], v.Goroutines[1], v.FDs[0], v.FDs[1])
+		r.p("- RSS: median %.1f MiB in the first fifth, %.1f MiB in the last (bound %.1f MiB); trend %+.2f MiB over %s; peak %.1f MiB",
+			mib(v.RSSFirst), mib(v.RSSLast), mib(v.RSSBound), mib(v.RSSTrend), minutes(k.Duration), mib(k.PeakRSS))
+	}
+	if i := slices.IndexFunc(k.Samples, func(s soakSample) bool { return s.At >= v.Warmup }); i >= 0 {
+		if pct, ns := cpuShare(k.Samples[i], k.Samples[len(k.Samples)-1]); !math.IsNaN(ns) {
+			r.p("- collector CPU after the warm-up: %.0f %% of one CPU, %.0f ns per message", pct, ns)
+		}
+	}
+	r.p("")
+	if v.Flat {
+		r.p("Verdict: **flat**.")
+	} else {
+		r.p("Verdict: **not flat**: %s.", strings.Join(v.Problems, "; "))
+	}
+	r.p("")
+	measured := fmt.Sprintf("flat: goroutines %d–%d, fds %d–%d, RSS %.1f → %.1f MiB (bound %.1f, trend %+.2f); %d sent, all accepted, none dropped, at %s",
+		v.Goroutines[0], v.Goroutines[1], v.FDs[0], v.FDs[1], mib(v.RSSFirst), mib(v.RSSLast), mib(v.RSSBound), mib(v.RSSTrend), k.Sent, rate(k.Rate))
+	if !v.Flat {
+		measured = "not flat: " + strings.Join(v.Problems, "; ")
+	}
+	r.target(name, measured, v.Flat, "6")
 }

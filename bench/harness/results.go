@@ -23,6 +23,7 @@ type results struct {
 	Statsd       *statsdResults   `json:"statsd,omitempty"`
 	Memory       []memPoint       `json:"memory,omitempty"`
 	Accuracy     *accuracyResults `json:"accuracy,omitempty"`
+	Soak         *soakResults     `json:"soak,omitempty"`
 }
 
 // machine describes where the figures were taken.

@@ -75,6 +75,7 @@ type options struct {
 	execd        bool
 	pollInterval time.Duration
 	pprofAddr    string
+	stateFile    string
 }
 
 const usageText = `Usage: gstats-collectd [options]
@@ -108,6 +109,9 @@ Options:
   --log-level=LEVEL     error, warn, info, debug or trace [info]
   --pprof-addr=ADDR     serve Go's profiles (net/http/pprof) on ADDR, a
                         loopback host:port such as 127.0.0.1:6060 [off]
+  --state-file=FILE     keep the statistics across restarts in FILE: read
+                        at start, written every state_interval (10s) and at
+                        exit; its directory must exist (state_file) [off]
   --version             print the version and exit
 
 Signals: SIGTERM, SIGINT and SIGQUIT stop the collector after processing
@@ -140,6 +144,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, map[string]bo
 	fs.BoolVar(&o.execd, "execd", false, "")
 	fs.DurationVar(&o.pollInterval, "poll-interval", 10*time.Second, "")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "")
+	fs.StringVar(&o.stateFile, "state-file", "", "")
 	if err := fs.Parse(splitShort(args, "scl", longFlags(fs))); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageText)
@@ -317,6 +322,9 @@ func loadConfig(o options, set map[string]bool, log *slog.Logger) (*agentconf.Co
 	}
 	if set["c"] || set["comm-address"] {
 		cfg.Gstats.CommAddress = o.commAddress
+	}
+	if set["state-file"] {
+		cfg.Gstats.StateFile = o.stateFile
 	}
 	if set["l"] || set["buffer-length"] {
 		d, err := parseLength(o.bufferLength)

@@ -5,7 +5,8 @@
 //
 // with their own name (gunicorn-requests_<label>, ...). It asks the
 // collector for STATS over the control socket, never waiting longer than
-// env.timeout (3 s by default), and prints what munin expects; see package
+// env.timeout (3 s by default), with CURVE when env.curve_server_key and
+// env.curve_client_key are set, and prints what munin expects; see package
 // munin for the output.
 package main
 
@@ -14,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/gstats/gstats/munin"
 	"github.com/gstats/gstats/wire"
@@ -27,9 +27,18 @@ func main() {
 	os.Exit(code)
 }
 
-// stats sends STATS to the control socket at address; its errors name the
-// command, the address and the likely cause.
-func stats(ctx context.Context, address string, timeout time.Duration) ([]byte, error) {
-	c := wire.NewClient(wire.ClientOptions{Address: address, Timeout: timeout})
-	return c.Do(ctx, string(wire.CmdStats))
+// stats sends STATS to the control socket of t, reading the CURVE key
+// files first if there are any; its errors name the command, the address
+// and the likely cause, or the setting that is wrong.
+func stats(ctx context.Context, t munin.Target) ([]byte, error) {
+	keys, err := munin.LoadKeys(t.Curve)
+	if err != nil {
+		return nil, err
+	}
+	opts := wire.ClientOptions{Address: t.Address, Timeout: t.Timeout,
+		CurveServerKey: keys.ServerKey, CurvePublicKey: keys.Public, CurveSecretKey: keys.Secret}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	return wire.NewClient(opts).Do(ctx, string(wire.CmdStats))
 }

@@ -1,5 +1,7 @@
 // Command gstatsctl talks to a running gstats collector over its control
-// socket: the original's stats, rtimes, reset and quit, plus info.
+// socket: the original's stats, rtimes, reset and quit, plus info. With
+// --curve-server-key and --curve-key it talks CURVE, and keygen makes the
+// key files.
 package main
 
 import (
@@ -11,11 +13,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/gstats/gstats/internal/curvekey"
 	"github.com/gstats/gstats/internal/version"
 	"github.com/gstats/gstats/wire"
 )
@@ -23,25 +28,38 @@ import (
 // Exit codes. 1 and 2 are the original's.
 const (
 	exitOK          = 0
-	exitUsage       = 1 // unknown or missing command; an error answer
-	exitArity       = 2 // a command with the wrong number of arguments
+	exitUsage       = 1 // unknown or missing command; an error answer; keygen failed
+	exitArity       = 2 // a command with the wrong number of arguments; a bad option
 	exitUnreachable = 3 // no reply from the collector
+)
+
+// The environment variables that stand for the CURVE options when these
+// are not given.
+const (
+	envCurveServerKey = "GSTATS_CURVE_SERVER_KEY"
+	envCurveClientKey = "GSTATS_CURVE_CLIENT_KEY"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-const usageText = `Usage: gstatsctl [OPTIONS] <quit|reset|rtimes|stats|info>
+const usageText = `Usage: gstatsctl [OPTIONS] <quit|reset|rtimes|stats|info|keygen>
 
 Options:
   -h, --help            show this help message and exit
   -c ADDR, --comm-address=ADDR
                         set communication address to ADDR [tcp://127.0.0.1:2345]
   --timeout=DURATION    give up when no reply comes within DURATION [3s]
+  --curve-server-key=KEY|FILE
+                        talk CURVE to a collector with this public key: 40
+                        characters of Z85, or its key file
+                        [$GSTATS_CURVE_SERVER_KEY]
+  --curve-key=FILE      this client's CURVE key pair, a NAME.key_secret file
+                        made by keygen [$GSTATS_CURVE_CLIENT_KEY]
   --json                print the collector's raw JSON reply
   -v, --verbose         stats: also print the new figures (window count,
                         rate, min, max, percentiles, status classes)
@@ -53,8 +71,12 @@ Commands:
   reset                 clear all statistics
   quit                  stop the collector
   info                  version, uptime, window, message counters
+  keygen NAME           write a new CURVE key pair: NAME.key (public) and
+                        NAME.key_secret (secret); the collector is not asked
 
 For the format of ZeroMQ addresses, please refer to zmq_connect(3).
+CURVE needs both --curve-server-key and --curve-key; the collector must
+list this client's public key in its curve_client_keys.
 `
 
 // commandArity is the number of arguments a command takes, and its usage;
@@ -65,6 +87,8 @@ func commandArity(name string) (n int, usage string, ok bool) {
 		return 0, "Usage: gstatsctl [OPTIONS] " + name, true
 	case "rtimes":
 		return 1, "Usage: gstatsctl [OPTIONS] rtimes PREFIX", true
+	case "keygen":
+		return 1, "Usage: gstatsctl keygen NAME", true
 	}
 	return 0, "", false
 }
@@ -75,10 +99,20 @@ type options struct {
 	json    bool
 	verbose bool
 	version bool
+	// curveServer is --curve-server-key, curveKey --curve-key.
+	curveServer string
+	curveKey    string
 }
 
-// run is the whole program; it returns the exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// valueOptions are the options that take a value, which may be the next
+// argument.
+func valueOptions() []string {
+	return []string{"c", "comm-address", "timeout", "curve-server-key", "curve-key"}
+}
+
+// run is the whole program; it returns the exit code. getenv reads the
+// environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	var o options
 	fs := flag.NewFlagSet("gstatsctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -94,6 +128,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.BoolVar(&o.verbose, name, false, "")
 	}
 	fs.BoolVar(&o.version, "version", false, "")
+	fs.StringVar(&o.curveServer, "curve-server-key", "", "")
+	fs.StringVar(&o.curveKey, "curve-key", "", "")
 	if err := fs.Parse(interleave(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageText)
@@ -127,7 +163,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitArity
 	}
 
-	client := wire.NewClient(wire.ClientOptions{Address: o.addr, Timeout: o.timeout})
+	if name == "keygen" {
+		return keygen(cmdArgs[0], stdout, stderr)
+	}
+
+	copts := wire.ClientOptions{Address: o.addr, Timeout: o.timeout}
+	if err := loadCurve(&copts, o, getenv); err != nil {
+		fmt.Fprintf(stderr, "gstatsctl: %v\n", err)
+		return exitArity
+	}
+	client := wire.NewClient(copts)
 	cmd := wire.Command(strings.ToUpper(name))
 	reply, err := client.Do(ctx, string(cmd))
 	if err != nil {
@@ -162,10 +207,10 @@ func interleave(args []string) []string {
 		case strings.HasPrefix(a, "-") && len(a) > 1:
 			opts = append(opts, a)
 			name := strings.TrimLeft(a, "-")
-			if (name == "c" || name == "comm-address" || name == "timeout") && i+1 < len(args) {
+			if slices.Contains(valueOptions(), name) && i+1 < len(args) {
 				opts = append(opts, args[i+1])
 				i++
-			} else if len(a) > 2 && a[0] == '-' && a[1] == 'c' && a[2] != '=' && !strings.HasPrefix(a, "-comm-address") {
+			} else if len(a) > 2 && a[0] == '-' && a[1] == 'c' && a[2] != '=' && !longC(a) {
 				opts[len(opts)-1] = "-c"
 				opts = append(opts, a[2:])
 			}
@@ -174,6 +219,120 @@ func interleave(args []string) []string {
 		}
 	}
 	return append(append(opts, "--"), rest...)
+}
+
+// longC reports whether a, which starts with "-c", is one of the long
+// options that start with c written with one dash (-comm-address=A),
+// rather than -c with its value attached (-cADDR).
+func longC(a string) bool {
+	for _, long := range []string{"-comm-address", "-curve-server-key", "-curve-key"} {
+		if strings.HasPrefix(a, long) {
+			return true
+		}
+	}
+	return false
+}
+
+// curveSource is where a CURVE setting came from, for messages.
+type curveSource struct {
+	value string
+	from  string // "--curve-key", "GSTATS_CURVE_CLIENT_KEY", ...
+}
+
+// curveSpecs picks the CURVE settings: each option, or the environment
+// variable standing for it when the option is not given. Both or neither
+// must be set; err says which one is missing.
+func curveSpecs(o options, getenv func(string) string) (server, client curveSource, err error) {
+	pick := func(flagValue, flagName, env string) curveSource {
+		if v := strings.TrimSpace(flagValue); v != "" {
+			return curveSource{v, "--" + flagName}
+		}
+		if v := strings.TrimSpace(getenv(env)); v != "" {
+			return curveSource{v, env}
+		}
+		return curveSource{}
+	}
+	server = pick(o.curveServer, "curve-server-key", envCurveServerKey)
+	client = pick(o.curveKey, "curve-key", envCurveClientKey)
+	const both = "CURVE needs both the collector's public key and this client's key pair"
+	switch {
+	case server.value != "" && client.value == "":
+		return server, client, fmt.Errorf("%s is given but not --curve-key (nor %s): %s", server.from, envCurveClientKey, both)
+	case server.value == "" && client.value != "":
+		return server, client, fmt.Errorf("%s is given but not --curve-server-key (nor %s): %s", client.from, envCurveServerKey, both)
+	}
+	return server, client, nil
+}
+
+// loadCurve reads the CURVE keys the options or the environment name into
+// copts; without any, copts is left as it is.
+func loadCurve(copts *wire.ClientOptions, o options, getenv func(string) string) error {
+	server, client, err := curveSpecs(o, getenv)
+	if err != nil || server.value == "" {
+		return err
+	}
+	serverKey, err := curvekey.LoadPublic(server.value)
+	if err != nil {
+		return fmt.Errorf("%s: the collector's public key: %w", server.from, err)
+	}
+	pair, err := curvekey.LoadSecret(client.value)
+	if err != nil {
+		return fmt.Errorf("%s: %w", client.from, err)
+	}
+	copts.CurveServerKey, copts.CurvePublicKey, copts.CurveSecretKey = serverKey, pair.Public, pair.Secret
+	return copts.Validate()
+}
+
+// keygen writes a new key pair to name.key and name.key_secret and says
+// how to use them.
+func keygen(name string, stdout, stderr io.Writer) int {
+	base := filepath.Base(name)
+	switch {
+	case name == "" || strings.HasSuffix(name, "/") || base == "." || base == "..":
+		fmt.Fprintf(stderr, "gstatsctl: keygen %q: NAME must end in a file name (keygen writes NAME%s and NAME%s)\n", name, curvekey.PublicSuffix, curvekey.SecretSuffix)
+		return exitArity
+	case strings.HasSuffix(base, curvekey.PublicSuffix) || strings.HasSuffix(base, curvekey.SecretSuffix):
+		fmt.Fprintf(stderr, "gstatsctl: keygen %q: give NAME without %s or %s: keygen writes NAME%s and NAME%s\n",
+			name, curvekey.PublicSuffix, curvekey.SecretSuffix, curvekey.PublicSuffix, curvekey.SecretSuffix)
+		return exitArity
+	}
+	if abs, err := filepath.Abs(name); err == nil {
+		name = abs
+	}
+	// Write never overwrites, but it writes the secret file first: check
+	// both, so that an existing public key file is not left beside a new
+	// secret one.
+	for _, suffix := range []string{curvekey.SecretSuffix, curvekey.PublicSuffix} {
+		if _, err := os.Lstat(name + suffix); err == nil {
+			fmt.Fprintf(stderr, "gstatsctl: keygen: %s%s already exists; keygen never overwrites a key (remove it or choose another name)\n", name, suffix)
+			return exitUsage
+		}
+	}
+	pair, err := curvekey.Generate()
+	if err != nil {
+		fmt.Fprintf(stderr, "gstatsctl: keygen: %v\n", err)
+		return exitUsage
+	}
+	pub, sec, err := curvekey.Write(name, pair, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "gstatsctl: keygen: %v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, `public key: %[1]s
+wrote %[2]s (the public key, mode 0644)
+wrote %[3]s (the key pair, mode 0600: keep it secret)
+
+As the collector's key, in its [[inputs.gstats]]:
+  curve_secret_key_file = %[4]q
+and its clients take %[2]s (or the public key above):
+  gstatsctl --curve-server-key=%[2]s --curve-key=CLIENT.key_secret stats
+
+As a client's key, list it in the collector's [[inputs.gstats]]:
+  curve_client_keys = [%[1]q]  # or %[5]q
+and give the client %[3]s:
+  gstatsctl --curve-server-key=COLLECTOR.key --curve-key=%[3]s stats
+`, pair.Public, pub, sec, sec, pub)
+	return exitOK
 }
 
 // render prints a reply in the original's text format.
@@ -255,6 +414,26 @@ func writeInfo(w io.Writer, r wire.InfoReply) {
 	}
 	fmt.Fprintf(w, "peer disconnects: %d\n", r.Disconnects)
 	fmt.Fprintf(w, "control requests: %d (%d errors)\n", r.ControlRequests, r.ControlErrors)
+	// Newer counters, shown when there is something to see.
+	for _, c := range []struct {
+		label string
+		n     int64
+	}{
+		{"commands refused (not in allowed_commands)", r.CommandsRefused},
+		{"CURVE handshakes refused", r.AuthFailures},
+		{"events dropped by clients", r.ClientDropped},
+	} {
+		if c.n > 0 {
+			fmt.Fprintf(w, "%s: %d\n", c.label, c.n)
+		}
+	}
+	if r.StateFile != "" {
+		saved := r.StateSavedAt
+		if saved == "" {
+			saved = "not yet"
+		}
+		fmt.Fprintf(w, "state file: %s (saved %s, %d write errors)\n", r.StateFile, saved, r.StateWriteErrors)
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,8 +113,14 @@ func (c *collector) feed(t *testing.T, msgs ...[]string) {
 }
 
 // ctl runs gstatsctl in-process with "{comm}" in args replaced by the
-// collector's control endpoint.
+// collector's control endpoint, in an empty environment.
 func ctl(t *testing.T, comm string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	return ctlEnv(t, nil, comm, args...)
+}
+
+// ctlEnv is ctl with env as the environment.
+func ctlEnv(t *testing.T, env map[string]string, comm string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	args = append([]string(nil), args...)
 	for i, a := range args {
@@ -122,7 +129,7 @@ func ctl(t *testing.T, comm string, args ...string) (code int, stdout, stderr st
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
-	code = run(ctx, args, &out, &errb)
+	code = run(ctx, args, func(k string) string { return env[k] }, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -302,7 +309,7 @@ func TestExitCodes(t *testing.T) {
 	c := startCollector(t, nil)
 	c.feed(t, []string{"api", ""}, []string{"api", "12"})
 	const apiBlock = "api\n===\nRequests: started=1, finished=1, processing=0\nResponse time: average=12.0, stdev=0.0\n\n"
-	usage := "Usage: gstatsctl [OPTIONS] <quit|reset|rtimes|stats|info>"
+	usage := "Usage: gstatsctl [OPTIONS] <quit|reset|rtimes|stats|info|keygen>"
 	tests := []struct {
 		name       string
 		args       []string
@@ -329,7 +336,10 @@ func TestExitCodes(t *testing.T) {
 		{name: "json", args: []string{"stats", "--json", "-c", "{comm}"}, wantCode: exitOK, stdoutHas: []string{`{"api":{"started":1,"finished":1,"processing_time":{"avg":12.0,"std":0.0,`}},
 		{name: "info", args: []string{"-c", "{comm}", "info"}, wantCode: exitOK, stdoutHas: []string{"version: " + version.Version + "\n", "window: 10m0s in 60 slots\n"}},
 		{name: "quit refused inside telegraf", args: []string{"-c", "{comm}", "quit"}, wantCode: exitUsage, stderrHas: []string{"answered ERROR to QUIT"}},
-		{name: "-h", args: []string{"-h"}, wantCode: exitOK, stdoutHas: []string{usage, "rtimes PREFIX", "--timeout=DURATION"}},
+		{name: "-h", args: []string{"-h"}, wantCode: exitOK, stdoutHas: []string{usage, "rtimes PREFIX", "--timeout=DURATION",
+			"--curve-server-key=KEY|FILE", "--curve-key=FILE", "[$GSTATS_CURVE_SERVER_KEY]", "[$GSTATS_CURVE_CLIENT_KEY]", "keygen NAME"}},
+		{name: "keygen without NAME", args: []string{"keygen"}, wantCode: exitArity, stderrHas: []string{"Usage: gstatsctl keygen NAME\n"}},
+		{name: "keygen with two NAMEs", args: []string{"keygen", "a", "b"}, wantCode: exitArity, stderrHas: []string{"Usage: gstatsctl keygen NAME\n"}},
 		{name: "version", args: []string{"--version"}, wantCode: exitOK, wantStdout: "gstatsctl " + version.Version + "\n"},
 		{name: "unknown option", args: []string{"--bogus", "stats"}, wantCode: exitArity, stderrHas: []string{"flag provided but not defined: -bogus", usage}},
 		{name: "zero timeout", args: []string{"--timeout", "0s", "stats"}, wantCode: exitArity, stderrHas: []string{"--timeout must be positive"}},
@@ -396,24 +406,24 @@ func TestQuit(t *testing.T) {
 	}
 }
 
-// deadAddress is a loopback endpoint nothing listens on any more.
+// deadAddress is a loopback endpoint nothing listens on: its port stays
+// bound, without listening, until the test ends, so no other test's socket
+// can take it meanwhile and connections to it are refused.
 func deadAddress(t *testing.T) string {
 	t.Helper()
-	s, err := zmq.NewSocket(zmq.REP)
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Bind("tcp://127.0.0.1:*"); err != nil {
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}
-	ep, err := s.GetLastEndpoint()
+	sa, err := syscall.Getsockname(fd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return ep
+	return fmt.Sprintf("tcp://127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 func TestUnreachable(t *testing.T) {
@@ -464,6 +474,10 @@ func TestInterleave(t *testing.T) {
 		{[]string{"rtimes", "--timeout", "1s", "p", "-v"}, []string{"--timeout", "1s", "-v", "--", "rtimes", "p"}},
 		{[]string{"--comm-address", "A", "rtimes", "--", "-p"}, []string{"--comm-address", "A", "--", "rtimes", "-p"}},
 		{[]string{"-comm-address=A", "info"}, []string{"-comm-address=A", "--", "info"}},
+		{[]string{"stats", "--curve-key", "F", "--curve-server-key", "K"}, []string{"--curve-key", "F", "--curve-server-key", "K", "--", "stats"}},
+		{[]string{"--curve-key=F", "stats", "-curve-server-key=K"}, []string{"--curve-key=F", "-curve-server-key=K", "--", "stats"}},
+		{[]string{"-curve-key", "F", "stats", "-cA"}, []string{"-curve-key", "F", "-c", "A", "--", "stats"}},
+		{[]string{"keygen", "-v", "-name"}, []string{"-v", "-name", "--", "keygen"}},
 	}
 	for _, tt := range tests {
 		if got := interleave(tt.in); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.want) {

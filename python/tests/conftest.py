@@ -36,6 +36,26 @@ sys.path.insert(0, str(SRC_DIR))
 _LISTENING = re.compile(r"stats \(PULL\) on (\S+), control \(REP\) on ([^;\s]+);")
 
 
+class Req:
+    """The least of a gunicorn request the hooks read."""
+
+    path = "/"
+
+
+class Resp:
+    """The least of a gunicorn response the hooks read."""
+
+    status_code = 200
+
+
+def run_requests(hooks, n):
+    """Runs hooks' pre_request and post_request for n requests."""
+    for _ in range(n):
+        req = Req()
+        hooks.pre_request(None, req)
+        hooks.post_request(None, req, {}, Resp())
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,12 +83,26 @@ def wait_until(predicate, timeout, interval=0.05, message="condition"):
 _pending = {}
 
 BATCH_HEADER = b"gstats-batch/1\n"
+_DROPPED_HEADER = re.compile(rb"gstats-batch/1 dropped=([1-9][0-9]{0,15})\n")
+
+
+def is_packed(frames):
+    return len(frames) == 1 and frames[0].startswith(b"gstats-batch/")
+
+
+def header_dropped(frames):
+    """The drop count a packed message's header reports (0 if none)."""
+    if not is_packed(frames) or frames[0].startswith(BATCH_HEADER):
+        return 0
+    m = _DROPPED_HEADER.match(frames[0])
+    assert m, "bad packed header: %r" % frames[0][:60]
+    return int(m.group(1))
 
 
 def unpack(frames):
     """The events of one received message as lists of classic frames."""
-    if len(frames) == 1 and frames[0].startswith(BATCH_HEADER):
-        body = frames[0][len(BATCH_HEADER):]
+    if is_packed(frames):
+        body = frames[0].split(b"\n", 1)[1] if b"\n" in frames[0] else b""
         return [line.split(b"\t") for line in body.split(b"\n") if line]
     return [frames]
 
@@ -198,6 +232,7 @@ class Collector:
         """SIGTERM by PID, wait (bounded); returns the exit code."""
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
+        os.kill(self.proc.pid, signal.SIGCONT)  # in case a test stopped it
         os.kill(self.proc.pid, signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
@@ -221,6 +256,12 @@ class Collector:
 
     def stats(self):
         return json.loads(self.ask(b"STATS"))
+
+    def info(self):
+        return json.loads(self.ask(b"INFO"))
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
 
     def rtimes(self):
         return json.loads(self.ask(b"RTIMES"))
@@ -277,8 +318,15 @@ def collector_factory(collectd):
     """Start collectors (e.g. again at the same addresses); all stopped at teardown."""
     started = []
 
-    def make(stats_addr="tcp://127.0.0.1:0", comm_addr="tcp://127.0.0.1:0"):
-        c = Collector(collectd, stats_addr, comm_addr).start()
+    def make(stats_addr="tcp://127.0.0.1:0", comm_addr="tcp://127.0.0.1:0", config=None,
+             tmp_dir=None):
+        """``config``: the text of a configuration file (--config), written to ``tmp_dir``."""
+        extra = []
+        if config is not None:
+            path = pathlib.Path(tmp_dir) / ("gstats-%d.conf" % len(started))
+            path.write_text(config)
+            extra = ["--config", str(path)]
+        c = Collector(collectd, stats_addr, comm_addr, extra_args=extra).start()
         started.append(c)
         return c
 

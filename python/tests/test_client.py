@@ -286,8 +286,8 @@ def test_fork_gets_its_own_socket(pull):
         try:
             st = _client._state
             fresh = (addr not in st.sockets and st.context is None and st.pid == os.getpid()
-                     and gstats.client_stats() == {"sent": 0, "dropped": 0, "errors": 0,
-                                                   "queued": 0})
+                     and gstats.client_stats() == {"sent": 0, "dropped": 0, "reported": 0,
+                                                   "errors": 0, "queued": 0})
             _client.send2(addr, b"child", b"")
             # Wait until the child's new socket is connected and sends.
             deadline = time.monotonic() + 3

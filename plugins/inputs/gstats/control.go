@@ -15,7 +15,8 @@ import (
 // controlLinger lets the last reply (QUIT's) leave before the socket closes.
 const controlLinger = 500 * time.Millisecond
 
-// controlLoop owns the REP socket and its wake socket.
+// controlLoop owns the control socket (a ROUTER speaking to REQ clients)
+// and its wake socket.
 type controlLoop struct {
 	g    *Gstats
 	rep  *zmq.Socket
@@ -24,13 +25,21 @@ type controlLoop struct {
 }
 
 func (g *Gstats) bindControl() (*controlLoop, error) {
-	rep, err := g.newSocket(zmq.REP, "control",
+	// A ROUTER socket, with the REQ envelope handled here: a REP socket
+	// (libzmq 4.3) can silently drop the reply to a good request after a
+	// peer sent a message without the envelope and disconnected before it
+	// was read.
+	rep, err := g.newSocket(zmq.ROUTER, "control",
 		sockOpt{"linger", func(s *zmq.Socket) error { return s.SetLinger(controlLinger) }},
 		sockOpt{"max message size", func(s *zmq.Socket) error { return s.SetMaxmsgsize(int64(g.MaxMessageSize)) }},
 		// A reply to a client that stopped reading is dropped after this.
 		sockOpt{"send timeout", func(s *zmq.Socket) error { return s.SetSndtimeo(time.Second) }},
 	)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.secureSocket(rep, "control"); err != nil {
+		_ = rep.Close()
 		return nil, err
 	}
 	if err := rep.Bind(g.CommAddress); err != nil {
@@ -72,12 +81,19 @@ func (l *controlLoop) run() {
 
 // serveOne answers one queued request, if any.
 func (l *controlLoop) serveOne() {
-	frames, err := l.rep.RecvMessageBytes(zmq.DONTWAIT)
+	msg, err := l.rep.RecvMessageBytes(zmq.DONTWAIT)
 	if err != nil {
 		return // EAGAIN (spurious wake-up) or EINTR: the next poll retries
 	}
 	g := l.g
 	g.stats.controlRequests.Add(1)
+	envelope, frames, ok := splitEnvelope(msg)
+	if !ok {
+		// Nothing can be answered: a REQ client would not read it.
+		g.stats.controlErrors.Add(1)
+		l.logs.warn(g.Log, "no-envelope", time.Now(), fmt.Sprintf("control socket %s: a request of %d frames without the REQ envelope was ignored; control clients must use a REQ socket", g.commEP, len(msg)-1))
+		return
+	}
 	cmd, perr := wire.ParseCommand(frames)
 	var reply []byte
 	quit := false
@@ -85,23 +101,58 @@ func (l *controlLoop) serveOne() {
 		g.stats.controlErrors.Add(1)
 		l.logs.warn(g.Log, "bad-command", time.Now(), fmt.Sprintf("control socket %s: %v; answered ERROR (commands: STATS, RTIMES, RESET, QUIT, INFO)", g.commEP, perr))
 		reply = []byte(wire.ReplyError)
+	} else if !g.commandAllowed(cmd) {
+		g.stats.controlErrors.Add(1)
+		g.stats.commandsRefused.Add(1)
+		l.logs.warn(g.Log, "refused-command", time.Now(), fmt.Sprintf("control socket %s: %s refused: it is not in allowed_commands %v; answered ERROR", g.commEP, cmd, g.allowedCommandList()))
+		reply = []byte(wire.ReplyError)
 	} else {
 		g.stats.commands[cmd].Add(1)
 		reply, quit = l.answer(cmd)
 	}
-	for {
-		_, err = l.rep.SendBytes(reply, 0)
-		if err == nil || !retryable(err) {
-			break
-		}
-	}
-	if err != nil {
+	// A ROUTER socket never blocks a send: a reply to a client that left,
+	// or that stopped reading, is dropped.
+	if err := sendFrames(l.rep, append(envelope, reply)); err != nil {
 		g.Log.Warnf("control socket %s: reply to %s not sent: %v", g.commEP, cmd, err)
 	}
 	if quit {
 		g.Log.Info("QUIT received on the control socket; stopping")
 		g.onQuit()
 	}
+}
+
+// sendFrames sends one message, frame by frame, retrying a frame that a
+// signal interrupted.
+func sendFrames(s *zmq.Socket, frames [][]byte) error {
+	for i, f := range frames {
+		flag := zmq.SNDMORE
+		if i == len(frames)-1 {
+			flag = 0
+		}
+		for {
+			_, err := s.SendBytes(f, flag)
+			if err == nil {
+				break
+			}
+			if !retryable(err) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// splitEnvelope splits a message read on the ROUTER control socket into
+// its envelope (the peer's routing id, any further routing frames, and the
+// empty delimiter frame a REQ socket puts before the request) and the
+// request's frames. ok is false when there is no delimiter after the id.
+func splitEnvelope(msg [][]byte) (envelope, frames [][]byte, ok bool) {
+	for i := 1; i < len(msg); i++ {
+		if len(msg[i]) == 0 {
+			return msg[:i+1], msg[i+1:], true
+		}
+	}
+	return nil, nil, false
 }
 
 // answer computes the reply to a valid command.
@@ -196,8 +247,14 @@ func (g *Gstats) infoReply() wire.InfoReply {
 		Disconnects:     g.stats.disconnects.Load(),
 		ControlRequests: g.stats.controlRequests.Load(),
 		ControlErrors:   g.stats.controlErrors.Load(),
+		CommandsRefused: g.stats.commandsRefused.Load(),
+		AuthFailures:    g.stats.authFailures.Load(),
+		ClientDropped:   g.stats.clientDropped.Load(),
 		Commands:        make(map[string]int64, len(g.stats.commands)),
 	}
+	r.StateFile = g.StateFile
+	r.StateSavedAt = g.persist.savedAtText()
+	r.StateWriteErrors = g.stats.stateErrors.Load()
 	for reason, v := range g.stats.rejected {
 		r.Rejected[reason] = v.Load()
 	}

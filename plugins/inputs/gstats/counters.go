@@ -18,6 +18,10 @@ type counters struct {
 	disconnects     atomic.Int64
 	controlRequests atomic.Int64
 	controlErrors   atomic.Int64
+	commandsRefused atomic.Int64 // valid commands not in allowed_commands (also in controlErrors)
+	clientDropped   atomic.Int64 // events clients reported dropping (packed header)
+	authFailures    atomic.Int64 // CURVE handshakes refused by the ZAP handler
+	stateErrors     atomic.Int64 // failed writes of the state file (persist.go)
 	commands        map[wire.Command]*atomic.Int64
 }
 
@@ -47,8 +51,12 @@ func (c *counters) fields(prefixes int) map[string]any {
 		"disconnects":      c.disconnects.Load(),
 		"control_requests": c.controlRequests.Load(),
 		"control_errors":   c.controlErrors.Load(),
+		"commands_refused": c.commandsRefused.Load(),
+		"auth_failures":    c.authFailures.Load(),
+		"client_dropped":   c.clientDropped.Load(),
 		"prefixes":         int64(prefixes),
 	}
+	f["state_write_errors"] = c.stateErrors.Load()
 	for r, v := range c.rejected {
 		f["rejected_"+string(r)] = v.Load()
 	}

@@ -49,6 +49,18 @@ type Gstats struct {
 	HTTPAddress    string   `toml:"http_address"`
 	HTTPAllowedIPs []string `toml:"http_allowed_ips"`
 
+	// State file (persist.go): off while StateFile is "".
+	StateFile     string          `toml:"state_file"`
+	StateInterval config.Duration `toml:"state_interval"`
+
+	// Security (security.go): which control commands are answered, CURVE
+	// on the sockets, and the rule on non-loopback control addresses.
+	AllowedCommands      []string `toml:"allowed_commands"`
+	CurveSecretKeyFile   string   `toml:"curve_secret_key_file"`
+	CurveClientKeys      []string `toml:"curve_client_keys"`
+	CurveSockets         []string `toml:"curve_sockets"`
+	AllowInsecureControl bool     `toml:"allow_insecure_control"`
+
 	Log telegraf.Logger `toml:"-"`
 
 	onQuit func() // set by a host that can exit; nil inside Telegraf
@@ -71,6 +83,9 @@ type Gstats struct {
 
 	httpAllow *allowlist.List // from Init; nil while HTTPAddress is ""
 	httpl     *httpListener   // from Start; nil while HTTPAddress is ""
+
+	persist  persistState  // persist.go
+	security securityState // security.go
 }
 
 // Defaults, as the original gstats-collectd had them where it had them.
@@ -147,6 +162,12 @@ func (g *Gstats) Init() error {
 	if err := g.initHTTP(); err != nil {
 		return err
 	}
+	if err := g.initState(); err != nil {
+		return err
+	}
+	if err := g.initSecurity(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -212,6 +233,7 @@ func (g *Gstats) Start(acc telegraf.Accumulator) error {
 	g.started = g.epoch
 	g.mu.Unlock()
 	g.stats.init()
+	g.restoreState() // fills g.win and g.stats from the state file, if any
 
 	t0 := time.Now()
 	zctx, err := zmq.NewContext()
@@ -229,9 +251,13 @@ func (g *Gstats) Start(acc telegraf.Accumulator) error {
 			_ = s.Close()
 		}
 		g.wakeTx = nil
+		g.stopAuth()
 		_ = zctx.Term()
 		g.zctx = nil
 	}()
+	if err := g.startAuth(); err != nil {
+		return err
+	}
 
 	in, err := g.bindIngest()
 	if err != nil {
@@ -286,6 +312,7 @@ func (g *Gstats) Start(acc telegraf.Accumulator) error {
 		g.mu.Unlock()
 		go hl.serve()
 	}
+	g.startStateWriter()
 	g.Log.Infof("listening: stats (PULL) on %s, control (REP) on %s; window %s in %d slots; started in %s",
 		g.statsEP, orNone(g.commEP), time.Duration(g.Window), g.WindowSlots, time.Since(t0).Round(time.Microsecond))
 	if hl != nil {
@@ -481,6 +508,8 @@ func (g *Gstats) Stop() {
 			_ = tx.Close()
 		}
 		g.wakeTx = nil
+		g.stopAuth()
+		g.stopStateWriter() // after the loops: the last write holds every message
 		if err := g.zctx.Term(); err != nil {
 			g.Log.Errorf("terminating zmq context: %v", err)
 		}

@@ -68,6 +68,10 @@ func (g *Gstats) bindIngest() (*ingestLoop, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := g.secureSocket(pull, "stats"); err != nil {
+		_ = pull.Close()
+		return nil, err
+	}
 	monAddr := "inproc://gstats-ingest-monitor"
 	if err := pull.Monitor(monAddr, zmq.EVENT_DISCONNECTED); err != nil {
 		_ = pull.Close()
@@ -219,7 +223,11 @@ func (l *ingestLoop) parse(frames [][]byte, count int) {
 	case count > len(frames):
 		l.event(wire.Message{}, wire.FrameCountError(count))
 	case wire.IsBatch(frames):
-		wire.ParseBatch(frames[0], l.limits, l.onEvent)
+		// A client reports in the header what it dropped since its
+		// last packed message (a bad header rejects the message).
+		if _, dropped := wire.ParseBatch(frames[0], l.limits, l.onEvent); dropped > 0 {
+			l.g.stats.clientDropped.Add(dropped)
+		}
 	default:
 		l.event(wire.ParseMessage(frames, l.limits))
 	}

@@ -27,6 +27,7 @@ type promCollector struct {
 	duration, durMean, durStd, durMin, durMax                       *prometheus.Desc
 
 	accepted, rejected, disconnects, controlRequests, controlErrors, commands *prometheus.Desc
+	commandsRefused, authFailures, clientDropped, stateErrors                 *prometheus.Desc
 	prefixes, maxPrefixes, windowSeconds, windowSlots, startTime, buildInfo   *prometheus.Desc
 	httpForbidden                                                             *prometheus.Desc
 }
@@ -61,6 +62,10 @@ func newPromCollector(g *Gstats, forbidden *atomic.Int64) *promCollector {
 		controlRequests: global("control_requests_total", "Requests on the control socket."),
 		controlErrors:   global("control_errors_total", "Control requests answered ERROR."),
 		commands:        global("control_commands_total", "Valid control commands, per command.", "command"),
+		commandsRefused: global("control_commands_refused_total", "Valid control commands refused because they are not in allowed_commands."),
+		authFailures:    global("auth_failures_total", "CURVE handshakes refused: client keys not in curve_client_keys."),
+		clientDropped:   global("client_dropped_total", "Events clients reported dropping because the collector was down or not keeping up."),
+		stateErrors:     global("state_write_errors_total", "Failed writes of the state file (state_file)."),
 		prefixes:        global("prefixes", "Prefixes tracked."),
 		maxPrefixes:     global("max_prefixes", "Most prefixes tracked at once (max_prefixes)."),
 		windowSeconds:   global("window_seconds", "Length of the sliding window (window)."),
@@ -77,6 +82,7 @@ func (c *promCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.started, c.finished, c.responses, c.inFlight, c.windowCount, c.windowRate,
 		c.duration, c.durMean, c.durStd, c.durMin, c.durMax,
 		c.accepted, c.rejected, c.disconnects, c.controlRequests, c.controlErrors, c.commands,
+		c.commandsRefused, c.authFailures, c.clientDropped, c.stateErrors,
 		c.prefixes, c.maxPrefixes, c.windowSeconds, c.windowSlots, c.startTime, c.buildInfo, c.httpForbidden,
 	} {
 		ch <- d
@@ -107,6 +113,10 @@ func (c *promCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, cmd := range wire.AllCommands() {
 		counter(c.commands, g.stats.commands[cmd].Load(), string(cmd))
 	}
+	counter(c.commandsRefused, g.stats.commandsRefused.Load())
+	counter(c.authFailures, g.stats.authFailures.Load())
+	counter(c.clientDropped, g.stats.clientDropped.Load())
+	counter(c.stateErrors, g.stats.stateErrors.Load())
 	counter(c.httpForbidden, c.forbidden.Load())
 	gauge(c.prefixes, float64(len(all)))
 	gauge(c.maxPrefixes, float64(g.MaxPrefixes))

@@ -178,12 +178,14 @@ def end_request(req, collector_addr=DEFAULT_COLLECTOR_ADDR, prefix=DEFAULT_PREFI
 
 
 def client_stats():
-    """This process's send counters: ``{"sent", "dropped", "errors", "queued"}``.
+    """This process's send counters: ``{"sent", "dropped", "reported", "errors", "queued"}``.
 
     Each counts events (a request's start or finish), whether they travel
     packed or as classic messages: ``sent`` those handed to libzmq;
     ``dropped`` those not sent because the collector was not connected or
-    not keeping up; ``errors`` everything else that was lost (bad address,
+    not keeping up; ``reported`` the dropped ones reported to their
+    collector in a packed message (its ``client_dropped``; classic messages
+    cannot report); ``errors`` everything else that was lost (bad address,
     bad prefix); ``queued`` those waiting right now to be sent in the next
     batch (a few milliseconds). Counters start at zero in each process (a forked worker
     does not inherit its parent's).

@@ -24,6 +24,17 @@ Rules this module keeps, because it runs inside the web application:
   stay in the outbox and are retried, so a new worker's first requests count.
 * Nothing here raises into the caller: failures are counted (``errors``)
   and logged once per process and kind.
+* Drops are counted on both sides. The events dropped for an address wait
+  in ``unreported``; the next packed message to it that libzmq takes
+  carries their number in its header (``gstats-batch/1 dropped=N``) and the
+  collector adds it to its ``client_dropped``. When the flusher goes idle,
+  then every ``REPORT_SECONDS`` while drops wait, and at close, they are
+  reported in a packed message holding no event (one try each time).
+  Classic messages cannot carry the count: addresses sent to only
+  classically never report.
+* CURVE keys belong to an address (``set_curve``); the default comes from
+  GSTATS_CURVE_SERVER_KEY and GSTATS_CURVE_CLIENT_KEY, read when this
+  module is imported, so a bad key fails the configuration, never a request.
 * libzmq sockets are not thread-safe, so all socket work happens under one
   per-process lock, never held across anything that could block or yield
   to the gevent hub. ``threading.local`` is deliberately not used: under
@@ -39,6 +50,8 @@ import time
 
 import zmq
 
+from . import _curve
+
 __all__ = [
     "DEFAULT_COLLECTOR_ADDR",
     "DEFAULT_SNDHWM",
@@ -50,6 +63,7 @@ __all__ = [
     "send",
     "send2",
     "send3",
+    "set_curve",
     "set_flush_delay",
     "set_sndhwm",
     "stats",
@@ -95,6 +109,20 @@ BATCH_HEADER = b"gstats-batch/1\n"
 #: Largest packed frame this client builds, header included: within the
 #: collector's default ``max_message_size`` (4 KiB).
 MAX_PACKED_BYTES = 4096
+
+#: Room kept in a packed frame for its header: the longest one,
+#: ``gstats-batch/1 dropped=9007199254740991\n``.
+MAX_HEADER_BYTES = 40
+
+#: Largest drop count one header carries (2^53-1); more waits for the next.
+MAX_DROPPED = 2 ** 53 - 1
+
+#: While dropped events wait to be reported and no event comes, the idle
+#: flusher tries to report them this often (seconds).
+REPORT_SECONDS = 1.0
+
+_HEADER_LEN = len(BATCH_HEADER)
+_DROPPED_HEADER = b"gstats-batch/1 dropped=%d\n"
 
 #: Events a channel holds before the caller packs and sends them itself
 #: (the flusher sends the others every flush delay).
@@ -204,6 +232,9 @@ class _ProcessState:
         "sent",
         "dropped",
         "errors",
+        "reported",
+        "unreported",
+        "curve",
         "warned",
         "warnings",
         "inherited",
@@ -224,6 +255,9 @@ class _ProcessState:
         self.sent = 0
         self.dropped = 0
         self.errors = 0
+        self.reported = 0  # dropped events reported to their collector
+        self.unreported = {}  # address -> dropped events not reported yet
+        self.curve = {}  # address -> the CurveKeys (or None) its socket was made with
         self.warned = set()
         self.warnings = []  # (message, args) to log once the lock is released
         # The parent's context and sockets stay referenced, unused and
@@ -236,6 +270,11 @@ _state = None
 _state_lock = threading.Lock()
 _sndhwm = DEFAULT_SNDHWM
 _flush_delay = DEFAULT_FLUSH_DELAY
+
+#: CURVE keys per address (None: plain), set by ``set_curve``; addresses not
+#: in it use ``_curve_default``, from the environment.
+_curve_by_address = {}
+_curve_default = _curve.from_environ()
 
 
 def _after_fork_in_child():
@@ -295,6 +334,20 @@ def _log_warnings(st):
             pass
 
 
+def _drop(st, address, n):
+    """Count ``n`` events dropped for ``address``. ``st.lock`` held."""
+    if n:
+        st.dropped += n
+        st.unreported[address] = st.unreported.get(address, 0) + n
+
+
+def _reported(st, address, n):
+    """Note that a packed message libzmq took reported ``n`` drops."""
+    if n:
+        st.unreported[address] -= n
+        st.reported += n
+
+
 def _open_locked(st, address):
     """The PUSH socket for ``address``, made if needed; None on failure.
 
@@ -306,11 +359,14 @@ def _open_locked(st, address):
     try:
         if st.context is None:
             st.context = zmq.Context()
+        keys = _curve_by_address.get(address, _curve_default)
         sock = st.context.socket(zmq.PUSH)
         try:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.SNDHWM, _sndhwm)
+            if keys is not None:
+                keys.apply(sock)
             sock.connect(address)
         except BaseException:
             sock.close(linger=0)
@@ -327,6 +383,7 @@ def _open_locked(st, address):
         return None
     st.sockets[address] = sock
     st.born[address] = _monotonic()
+    st.curve[address] = keys
     return sock
 
 
@@ -366,6 +423,7 @@ def _flush_address(st, address, box):
     Called with ``st.lock`` held. Leaves in ``box`` only the messages of a
     socket still in its HOLD_SECONDS that libzmq could not take yet. The
     counters count events: a packed frame counts for the events it holds.
+    The first packed frame taken reports the drops not reported yet.
     """
     sock = st.sockets.get(address)
     if sock is None:
@@ -377,11 +435,18 @@ def _flush_address(st, address, box):
             return
     i = 0  # messages taken
     n = 0  # events in them
+    unreported = st.unreported.get(address, 0) if st.unreported else 0
+    carried = 0  # drops reported by a frame libzmq took
     send = _raw_send
     try:
         for message in box:
             if type(message) is _Pack:
-                send(sock, message.frame, _LAST)
+                if unreported:
+                    r = min(unreported, MAX_DROPPED)
+                    send(sock, _DROPPED_HEADER % r + message.frame[_HEADER_LEN:], _LAST)
+                    carried, unreported = r, 0
+                else:
+                    send(sock, message.frame, _LAST)
                 n += message.count
             # The common classic messages (2 or 3 frames) without a loop.
             elif len(message) == 2:
@@ -399,10 +464,11 @@ def _flush_address(st, address, box):
             i += 1
     except _Again:
         st.sent += n
+        _reported(st, address, carried)
         del box[:i]
         now = _monotonic()
         if now - st.born.get(address, 0.0) >= HOLD_SECONDS:
-            st.dropped += _events(box)
+            _drop(st, address, _events(box))
             box.clear()
             st.paused[address] = (now + PAUSE_SECONDS, False)
         return
@@ -411,6 +477,7 @@ def _flush_address(st, address, box):
         # its first frame): a closed socket, a terminated context, frames
         # that are not bytes. Drop the socket; a new one is made next time.
         st.sent += n
+        _reported(st, address, carried)
         st.errors += _events(box[i:])
         box.clear()
         st.sockets.pop(address, None)
@@ -428,7 +495,36 @@ def _flush_address(st, address, box):
         )
         return
     st.sent += n
+    _reported(st, address, carried)
     box.clear()
+
+
+def _reports_pending(st):
+    """Whether drops wait to be reported to a packed address. ``st.lock`` held."""
+    return any(n > 0 and a in _channels for a, n in st.unreported.items())
+
+
+def _report_locked(st):
+    """Report the drops waiting for packed addresses, one try each.
+
+    Called with ``st.lock`` held, when the flusher goes idle and at close:
+    a packed message holding no event, for every address that packs (has
+    a channel), has an open socket and nothing queued.
+    """
+    if not st.unreported or st.pid != os.getpid():
+        return
+    for address, n in list(st.unreported.items()):
+        if n <= 0 or address not in _channels or st.outbox.get(address):
+            continue
+        sock = st.sockets.get(address)
+        if sock is None:
+            continue
+        r = min(n, MAX_DROPPED)
+        try:
+            _raw_send(sock, _DROPPED_HEADER % r, _LAST)
+        except Exception:  # refused (zmq.Again) or broken: they wait
+            continue
+        _reported(st, address, r)
 
 
 def _pack_locked(st, ch):
@@ -451,14 +547,14 @@ def _pack_locked(st, ch):
                 if pause[1]:
                     st.errors += n
                 else:
-                    st.dropped += n
+                    _drop(st, address, n)
                 return True
             del st.paused[address]
     box = st.outbox.get(address)
     if box is None:
         box = st.outbox[address] = []
     data = b"".join(batch)
-    limit = MAX_PACKED_BYTES - len(BATCH_HEADER)
+    limit = MAX_PACKED_BYTES - MAX_HEADER_BYTES
     if len(data) <= limit:
         box.append(_Pack(BATCH_HEADER + data, n))
     else:
@@ -472,6 +568,11 @@ def _pack_locked(st, ch):
             chunk = data[pos:cut]
             box.append(_Pack(BATCH_HEADER + chunk, chunk.count(b"\n")))
             pos = cut
+    if len(box) > OUTBOX_MAX:
+        # A new socket still connecting holds its messages: never more
+        # than OUTBOX_MAX of them.
+        _drop(st, address, _events(box[OUTBOX_MAX:]))
+        del box[OUTBOX_MAX:]
     if st.first_at is None:
         st.first_at = _monotonic()
     return True
@@ -583,11 +684,20 @@ def _flusher(st, wake):
     While messages keep coming it checks every FLUSH_DELAY (callers do most
     of the sending: they flush when the oldest queued message is that old);
     once a check finds nothing new, it sleeps on ``wake`` (no idle
-    wake-ups) until the next message.
+    wake-ups, but one every REPORT_SECONDS while dropped events wait to be
+    reported) until the next message.
     """
     try:
         while True:
-            wake.wait()
+            with st.lock:
+                timeout = REPORT_SECONDS if _reports_pending(st) else None
+            if not wake.wait(timeout):
+                # No event came: try to report the drops again.
+                if _state is not st:
+                    return
+                with st.lock:
+                    _report_locked(st)
+                continue
             while True:
                 time.sleep(_flush_delay if _flush_delay > 0 else 0.002)
                 if _state is not st:
@@ -606,6 +716,7 @@ def _flusher(st, wake):
                         if not any(ch.records for ch in list(_channels.values())):
                             st.armed = False
                             wake.clear()
+                            _report_locked(st)
                             break
                     st.active = False
                 if st.warnings:
@@ -636,7 +747,7 @@ def _enqueue(address, message):
                         if pause[1]:
                             st.errors += 1
                         else:
-                            st.dropped += 1
+                            _drop(st, address, 1)
                         return False
                     del st.paused[address]
             box = st.outbox.get(address)
@@ -652,7 +763,7 @@ def _enqueue(address, message):
                 _flush_all_locked(st)
                 if len(box) > OUTBOX_MAX:  # a new socket still connecting
                     box.pop()
-                    st.dropped += 1
+                    _drop(st, address, 1)
                     queued = False
             st.active = True
             wake = None
@@ -722,12 +833,15 @@ def stats():
     Each counts events (a start or a finish), whether they travel as
     classic messages or packed: ``sent``: events handed to libzmq;
     ``dropped``: events refused because the collector is not connected or
-    not keeping up; ``errors``: events lost to anything else (bad address,
-    bad prefix...); ``queued``: events waiting to be sent right now.
+    not keeping up; ``reported``: dropped events reported to their
+    collector in a packed message's header (its ``client_dropped``);
+    ``errors``: events lost to anything else (bad address, bad prefix...);
+    ``queued``: events waiting to be sent right now.
     """
     st = _new_state()
     with st.lock:
-        return {"sent": st.sent, "dropped": st.dropped, "errors": st.errors,
+        return {"sent": st.sent, "dropped": st.dropped, "reported": st.reported,
+                "errors": st.errors,
                 "queued": sum(_events(b) for b in st.outbox.values())
                 + sum(len(ch.records) for ch in list(_channels.values()))}
 
@@ -757,6 +871,33 @@ def set_sndhwm(value):
     _sndhwm = value
 
 
+def set_curve(address, keys):
+    """Use CURVE ``keys`` (a ``_curve.CurveKeys``, or None for none) for ``address``.
+
+    Applies to the sockets this process (and its future children) opens
+    for ``address``; an open socket made with other keys is closed, and the
+    next message opens a new one.
+    """
+    check_address(address)
+    if keys is not None and not isinstance(keys, _curve.CurveKeys):
+        raise TypeError("keys must be CurveKeys or None, got %s" % type(keys).__name__)
+    _curve_by_address[address] = keys
+    st = _state
+    if st is None or st.pid != os.getpid():
+        return
+    with st.lock:
+        sock = st.sockets.get(address)
+        if sock is None or st.curve.get(address) == keys:
+            return
+        del st.sockets[address]
+        st.born.pop(address, None)
+        st.curve.pop(address, None)
+    try:
+        sock.close(linger=0)
+    except Exception:
+        pass
+
+
 def set_flush_delay(seconds):
     """Set how long messages wait to be sent in batches (0: send at once)."""
     global _flush_delay
@@ -782,9 +923,10 @@ def close():
     with st.lock:
         _pack_all_locked(st)
         _flush_all(st)
-        for box in st.outbox.values():
-            st.dropped += _events(box)
+        for address, box in st.outbox.items():
+            _drop(st, address, _events(box))
         st.outbox.clear()
+        _report_locked(st)
         st.first_at = None
         sockets = list(st.sockets.values())
         st.sockets.clear()

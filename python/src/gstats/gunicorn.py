@@ -21,9 +21,19 @@ i.e. when gunicorn loads its configuration):
                         each message at once (more CPU: every message then
                         wakes libzmq's I/O thread and the collector)
     GSTATS_PACK         1 (default) sends events packed, many per ZeroMQ
-                        message, which gstats-collectd reads; 0 sends one
+                        message, which gstats-collectd reads; packed
+                        messages also report the events dropped, which the
+                        collector counts as client_dropped; 0 sends one
                         classic message per event, for the original
-                        Python collector
+                        Python collector (the drops are then not reported)
+    GSTATS_CURVE_SERVER_KEY
+                        turns ZeroMQ CURVE on: the collector's public key,
+                        40 characters of Z85 or the path of its key file
+                        (NAME.key from ``gstatsctl keygen``) [off]
+    GSTATS_CURVE_CLIENT_KEY
+                        with CURVE, the path of this client's secret key
+                        file (NAME.key_secret, mode 0600), whose public key
+                        is in the collector's curve_client_keys
     GSTATS_DISABLED     1 turns the hooks into no-ops
 
 or in one line, which overrides the environment::
@@ -54,7 +64,7 @@ dropped. SNDHWM and the flush delay are settings of the whole process.
 import os
 import time
 
-from . import _client
+from . import _client, _curve
 from ._client import check_address
 
 __all__ = [
@@ -146,12 +156,18 @@ class Hooks:
     :param flush_ms: batching delay in milliseconds (0: no batching).
     :param pack: send events packed, many per message (default True);
         False sends the original's classic messages.
+    :param curve_server_key: the collector's CURVE public key (Z85) or the
+        path of its key file; "" turns CURVE off. CURVE settings belong to
+        the address: they apply to every message this process sends there.
+    :param curve_client_key: the path of this client's CURVE secret key
+        file.
     :param enabled: False makes all hooks no-ops.
     :param environ: mapping to read settings from (default ``os.environ``).
     """
 
     def __init__(self, address=None, prefix=None, *, prefix_func=None, send_start=None,
-                 sndhwm=None, flush_ms=None, pack=None, enabled=None, environ=None):
+                 sndhwm=None, flush_ms=None, pack=None, curve_server_key=None,
+                 curve_client_key=None, enabled=None, environ=None):
         env = os.environ if environ is None else environ
         if address is None:
             address = env.get("GSTATS_STATS_ADDR") or env.get("GSTATS_COLLECTOR_ADDR") \
@@ -195,11 +211,26 @@ class Hooks:
         if enabled is None:
             enabled = not _env_bool(env, "GSTATS_DISABLED", False)
         self.enabled = bool(enabled)
+        self.curve = self._curve_keys(env, curve_server_key, curve_client_key)
+        if self.enabled:
+            _client.set_curve(self.address, self.curve)
         self.pre_request, self.post_request = self._build()
 
+    @staticmethod
+    def _curve_keys(env, server, client):
+        """The CURVE keys from the arguments, else the environment; None if off."""
+        server_what = client_what = None
+        if server is None:
+            server, server_what = (env.get(_curve.SERVER_KEY_VAR) or "").strip(), _curve.SERVER_KEY_VAR
+        if client is None:
+            client, client_what = (env.get(_curve.CLIENT_KEY_VAR) or "").strip(), _curve.CLIENT_KEY_VAR
+        return _curve.resolve(server, client, server_what or "curve_server_key",
+                              client_what or "curve_client_key")
+
     def __repr__(self):
-        return "Hooks(address=%r, prefix=%r, send_start=%r, pack=%r, enabled=%r)" % (
-            self.address, self.prefix, self.send_start, self.pack, self.enabled)
+        return "Hooks(address=%r, prefix=%r, send_start=%r, pack=%r, curve=%s, enabled=%r)" % (
+            self.address, self.prefix, self.send_start, self.pack,
+            "on" if self.curve is not None else "off", self.enabled)
 
     def _choose_prefix(self, req):
         """The prefix ``prefix_func`` gives ``req``; the default if it fails."""

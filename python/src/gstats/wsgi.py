@@ -14,6 +14,11 @@ module is imported:
                         IPv4 or IPv6, separated by commas or spaces; the
                         old ':'-separated list of IPv4 addresses still works
     GSTATS_TIMEOUT      seconds to wait for the collector's answer [2]
+    GSTATS_CURVE_SERVER_KEY, GSTATS_CURVE_CLIENT_KEY
+                        ZeroMQ CURVE on the control requests, as for the
+                        hooks (see gstats.gunicorn): the collector's public
+                        key (Z85 or key file) and this client's secret key
+                        file [off]
 
 Other clients get ``403`` with the body ``You are not allowed to see this!``;
 an unknown path gets ``404``; when the collector does not answer in time the
@@ -33,6 +38,7 @@ import threading
 
 import zmq
 
+from . import _curve
 from ._client import check_address, get_context
 
 __all__ = [
@@ -200,12 +206,18 @@ class ControlClient:
     One socket per process, used under a lock. After a timeout or an error
     the socket is closed (LINGER 0) and a new one is made for the next
     request, as a REQ socket that missed its reply cannot be reused.
+    ``curve`` (a ``gstats._curve.CurveKeys``) makes it a CURVE client; a
+    collector that refuses its keys never answers (``CollectorTimeout``).
     """
 
-    def __init__(self, address=DEFAULT_COMM_ADDR, timeout=DEFAULT_TIMEOUT, context=None):
+    def __init__(self, address=DEFAULT_COMM_ADDR, timeout=DEFAULT_TIMEOUT, context=None,
+                 curve=None):
         self.address = check_address(address, "control address")
         if not timeout > 0:
             raise ValueError("timeout must be > 0 seconds, got %r" % (timeout,))
+        if curve is not None and not isinstance(curve, _curve.CurveKeys):
+            raise TypeError("curve must be CurveKeys or None, got %s" % type(curve).__name__)
+        self.curve = curve
         self.timeout = float(timeout)
         self._given_context = context
         self._given_pid = os.getpid()
@@ -246,6 +258,8 @@ class ControlClient:
             sock = ctx.socket(zmq.REQ)
             try:
                 sock.setsockopt(zmq.LINGER, 0)
+                if self.curve is not None:
+                    self.curve.apply(sock)
                 sock.connect(self.address)
             except BaseException:
                 sock.close(linger=0)
@@ -310,6 +324,8 @@ class Application:
     :param allowed_ips: an ``AllowList``, a string (see
         ``parse_allowed_ips``) or a list of addresses/networks.
     :param timeout: seconds to wait for the collector.
+    :param curve: ``gstats._curve.CurveKeys`` for CURVE on the control
+        requests (see ``from_environ``), or None.
     """
 
     ROUTES = {
@@ -320,13 +336,13 @@ class Application:
     }
 
     def __init__(self, zmq_context=None, gstats_addr=DEFAULT_COMM_ADDR,
-                 allowed_ips=("127.0.0.1",), timeout=DEFAULT_TIMEOUT):
+                 allowed_ips=("127.0.0.1",), timeout=DEFAULT_TIMEOUT, curve=None):
         if isinstance(allowed_ips, AllowList):
             self.allowed = allowed_ips
         else:
             self.allowed = parse_allowed_ips(allowed_ips, "allowed_ips")
         self.gstats_addr = gstats_addr
-        self.control = ControlClient(gstats_addr, timeout, zmq_context)
+        self.control = ControlClient(gstats_addr, timeout, zmq_context, curve)
 
     def __repr__(self):
         return "Application(gstats_addr=%r, allowed=%r)" % (self.gstats_addr, self.allowed)
@@ -379,7 +395,7 @@ def from_environ(environ=None):
     except ValueError as exc:
         raise ValueError(str(exc)) from None
     allowed = parse_allowed_ips(raw_ips, "GSTATS_ALLOWED_IPS")
-    return Application(None, address, allowed, timeout)
+    return Application(None, address, allowed, timeout, _curve.from_environ(env))
 
 
 def context_factory():

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"syscall"
+	"testing"
+
+	"github.com/gstats/gstats/wire"
+)
+
+func TestParseFlagsStateFile(t *testing.T) {
+	for _, args := range [][]string{{"--state-file", "/var/lib/gstats/state"}, {"--state-file=/var/lib/gstats/state"}, {"-state-file", "/var/lib/gstats/state"}} {
+		var stdout, stderr bytes.Buffer
+		o, set, err := parseFlags(args, &stdout, &stderr)
+		if err != nil || o.stateFile != "/var/lib/gstats/state" || !set["state-file"] {
+			t.Errorf("parseFlags(%q) = %+v, %v, %v", args, o, set, err)
+		}
+	}
+}
+
+// TestIntegrationStateFileAcrossRestart stops gstats-collectd with SIGTERM
+// and starts it again on the same --state-file: STATS, RTIMES and the
+// collector's counters are those before the stop.
+func TestIntegrationStateFileAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gstats.state")
+	args := append([]string{"--state-file", path}, wildcard...)
+	d := startDaemon(t, args...)
+	d.waitLog(t, "no state file at "+path+"; starting fresh")
+	msgs := burst("shop", 50)
+	msgs = append(msgs, start("api"), message{"api", "12.5", "201"}, message{"api", "7", "503"}, message{"api", "bad"})
+	push(t, d.stats, msgs...)
+	ctx := context.Background()
+	c := wire.NewClient(wire.ClientOptions{Address: d.comm, Timeout: ctlTimeout})
+	before := pollStats(t, d.comm, func(r wire.StatsReply) bool { return r["shop"].Finished == 50 && r["api"].Finished == 2 })
+	rtBefore, err := c.RTimes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	infoBefore, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.signal(t, syscall.SIGTERM)
+	if code := d.wait(t, exitTimeout); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", code, d.stderr.String())
+	}
+	d.waitLog(t, "state written to "+path)
+	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v, %v; want mode 0600", info, err)
+	}
+
+	d2 := startDaemon(t, args...)
+	d2.waitLog(t, "state restored from "+path)
+	c2 := wire.NewClient(wire.ClientOptions{Address: d2.comm, Timeout: ctlTimeout})
+	after, err := c2.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []wire.StatsReply{before, after} {
+		for k, v := range r {
+			v.Rate = 0 // depends on the instant of the query
+			r[k] = v
+		}
+	}
+	if !reflect.DeepEqual(after, before) {
+		t.Errorf("STATS after the restart:\n%+v\nbefore:\n%+v", after, before)
+	}
+	rtAfter, err := c2.RTimes(ctx)
+	if err != nil || !reflect.DeepEqual(rtAfter, rtBefore) || len(rtBefore["shop"]) != 50 {
+		t.Errorf("RTIMES after the restart %v (%v), before %v", rtAfter, err, rtBefore)
+	}
+	infoAfter, err := c2.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if infoAfter.Accepted != infoBefore.Accepted || infoAfter.RejectedTotal != 1 || infoAfter.Rejected[wire.ReasonBadDuration] != 1 ||
+		infoAfter.StateFile != path || infoAfter.Disconnects != infoBefore.Disconnects ||
+		// The counters carry on: this run answered STATS, RTIMES and INFO.
+		infoAfter.ControlRequests != infoBefore.ControlRequests+3 || infoAfter.Commands["RTIMES"] != infoBefore.Commands["RTIMES"]+1 {
+		t.Errorf("INFO after the restart %+v, before %+v", infoAfter, infoBefore)
+	}
+	d2.signal(t, syscall.SIGTERM)
+	if code := d2.wait(t, exitTimeout); code != 0 {
+		t.Fatalf("exit code %d after the second SIGTERM", code)
+	}
+}
