@@ -19,11 +19,14 @@ for pkg in "${pkgs[@]}"; do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
     echo "corpus $pkg $target ($FUZZTIME)"
+    src="$cache/$pkg/$target"
+    # Only this run's finds: an older cache may hold inputs of an earlier
+    # signature of the target.
+    rm -rf "$src"
     if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1); then
       echo "$out" >&2
       exit 1
     fi
-    src="$cache/$pkg/$target"
     dst="$dir/testdata/fuzz/$target"
     mkdir -p "$dst"
     [ -d "$src" ] || continue
