@@ -76,6 +76,7 @@ type options struct {
 	pollInterval time.Duration
 	pprofAddr    string
 	stateFile    string
+	insecureCtl  bool
 }
 
 const usageText = `Usage: gstats-collectd [options]
@@ -112,6 +113,10 @@ Options:
   --state-file=FILE     keep the statistics across restarts in FILE: read
                         at start, written every state_interval (10s) and at
                         exit; its directory must exist (state_file) [off]
+  --allow-insecure-control
+                        let a control socket on a non-loopback address,
+                        without CURVE, answer RESET and QUIT
+                        (allow_insecure_control; see docs/SECURITY.md)
   --version             print the version and exit
 
 Signals: SIGTERM, SIGINT and SIGQUIT stop the collector after processing
@@ -145,6 +150,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, map[string]bo
 	fs.DurationVar(&o.pollInterval, "poll-interval", 10*time.Second, "")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "")
 	fs.StringVar(&o.stateFile, "state-file", "", "")
+	fs.BoolVar(&o.insecureCtl, "allow-insecure-control", false, "")
 	if err := fs.Parse(splitShort(args, "scl", longFlags(fs))); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageText)
@@ -325,6 +331,9 @@ func loadConfig(o options, set map[string]bool, log *slog.Logger) (*agentconf.Co
 	}
 	if set["state-file"] {
 		cfg.Gstats.StateFile = o.stateFile
+	}
+	if set["allow-insecure-control"] {
+		cfg.Gstats.AllowInsecureControl = o.insecureCtl
 	}
 	if set["l"] || set["buffer-length"] {
 		d, err := parseLength(o.bufferLength)

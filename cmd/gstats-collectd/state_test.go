@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -86,5 +87,43 @@ func TestIntegrationStateFileAcrossRestart(t *testing.T) {
 	d2.signal(t, syscall.SIGTERM)
 	if code := d2.wait(t, exitTimeout); code != 0 {
 		t.Fatalf("exit code %d after the second SIGTERM", code)
+	}
+}
+
+// TestIntegrationInsecureControlFlag checks the rule on non-loopback
+// control addresses from the command line: refused with the ways out, and
+// let past by --allow-insecure-control. The address is from TEST-NET-1
+// (192.0.2.0/24), on no machine, so nothing is ever exposed: past the rule
+// the bind fails.
+func TestIntegrationInsecureControlFlag(t *testing.T) {
+	args := []string{"-s", "tcp://127.0.0.1:*", "-c", "tcp://192.0.2.1:2345"}
+	refused := launch(t, args...)
+	if code := refused.wait(t, exitTimeout); code == 0 {
+		t.Fatalf("a control socket on 192.0.2.1 with RESET and QUIT allowed and no CURVE: exit code 0")
+	}
+	stderr := refused.stderr.String()
+	for _, want := range []string{"192.0.2.1", "allowed_commands", "curve_secret_key_file", "allow_insecure_control"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the refusal lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "cannot bind") {
+		t.Errorf("the refused daemon tried to bind:\n%s", stderr)
+	}
+
+	allowed := launch(t, append([]string{"--allow-insecure-control"}, args...)...)
+	if code := allowed.wait(t, exitTimeout); code == 0 {
+		t.Fatalf("bound 192.0.2.1, which is on no machine: exit code 0")
+	}
+	stderr = allowed.stderr.String()
+	for _, want := range []string{"cannot bind control socket", "not on this machine"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("with --allow-insecure-control, stderr lacks %q (the rule should be passed and the bind tried):\n%s", want, stderr)
+		}
+	}
+
+	var stdout, errOut bytes.Buffer
+	if o, set, err := parseFlags([]string{"--allow-insecure-control"}, &stdout, &errOut); err != nil || !o.insecureCtl || !set["allow-insecure-control"] {
+		t.Errorf("parseFlags(--allow-insecure-control) = %+v, %v, %v", o, set, err)
 	}
 }
