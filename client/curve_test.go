@@ -120,27 +120,10 @@ func TestLoadCurveKeys(t *testing.T) {
 // server's public key.
 func curvePull(t *testing.T, server curvekey.Pair) (*zmq.Socket, string) {
 	t.Helper()
-	pull, err := zmq.NewSocket(zmq.PULL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pull.Close() })
-	for _, set := range []func() error{
-		func() error { return pull.SetLinger(0) },
-		func() error { return pull.SetCurveServer(1) },
-		func() error { return pull.SetCurveSecretkey(server.Secret) },
-		func() error { return pull.SetRcvtimeo(20 * time.Millisecond) },
-		func() error { return pull.Bind("tcp://127.0.0.1:*") },
-	} {
-		if err := set(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	addr, err := pull.GetLastEndpoint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pull, addr
+	return rawPull(t, 20*time.Millisecond,
+		func(s *zmq.Socket) error { return s.SetCurveServer(1) },
+		func(s *zmq.Socket) error { return s.SetCurveSecretkey(server.Secret) },
+	)
 }
 
 // TestIntegrationCurveSocket sends to a CURVE PULL socket: with the

@@ -195,20 +195,7 @@ type packedReader struct {
 
 func newPackedReader(t *testing.T) (*packedReader, string) {
 	t.Helper()
-	pull, err := zmq.NewSocket(zmq.PULL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pull.Close() })
-	_ = pull.SetLinger(0)
-	_ = pull.SetRcvtimeo(10 * time.Millisecond)
-	if err := pull.Bind("tcp://127.0.0.1:*"); err != nil {
-		t.Fatal(err)
-	}
-	addr, err := pull.GetLastEndpoint()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pull, addr := rawPull(t, 10*time.Millisecond)
 	return &packedReader{pull: pull}, addr
 }
 
@@ -251,23 +238,10 @@ func (r *packedReader) read(t *testing.T) {
 // further event: the sender reports the drops in a packed message holding
 // no event, by LogInterval at the latest.
 func TestDropsReportedWithoutFurtherEvents(t *testing.T) {
-	pull, err := zmq.NewSocket(zmq.PULL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pull.Close() })
-	for _, set := range []func() error{
-		func() error { return pull.SetLinger(0) },
-		func() error { return pull.SetRcvhwm(1) },
-		func() error { return pull.SetRcvbuf(4096) },
-		func() error { return pull.SetRcvtimeo(10 * time.Millisecond) },
-		func() error { return pull.Bind("tcp://127.0.0.1:*") },
-	} {
-		if err := set(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	addr, _ := pull.GetLastEndpoint()
+	pull, addr := rawPull(t, 10*time.Millisecond,
+		func(s *zmq.Socket) error { return s.SetRcvhwm(1) },
+		func(s *zmq.Socket) error { return s.SetRcvbuf(4096) },
+	)
 	r := &packedReader{pull: pull}
 	c := newClient(t, client.Options{Address: addr, Prefix: "q", SendHWM: 1, LogInterval: 50 * time.Millisecond})
 	waitFor(t, 10*time.Second, "a probe", func() error {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
+
 	"github.com/influxdata/telegraf/testutil"
 
 	"github.com/gstats/gstats/client"
@@ -154,4 +156,33 @@ func connected(tb testing.TB, c *client.Client, col *collector) {
 		c.Start(probePrefix)
 		return fmt.Errorf("no start under %q at the collector yet (client %+v)", probePrefix, c.Stats())
 	})
+}
+
+// rawPull is a PULL socket bound to a free loopback port, closed at
+// cleanup, with linger 0, a receive timeout and opts (applied before the
+// bind), and its endpoint: a stand-in collector that shows the wire.
+func rawPull(tb testing.TB, recvTimeout time.Duration, opts ...func(*zmq.Socket) error) (*zmq.Socket, string) {
+	tb.Helper()
+	pull, err := zmq.NewSocket(zmq.PULL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = pull.Close() })
+	opts = append([]func(*zmq.Socket) error{
+		func(s *zmq.Socket) error { return s.SetLinger(0) },
+		func(s *zmq.Socket) error { return s.SetRcvtimeo(recvTimeout) },
+	}, opts...)
+	for _, set := range opts {
+		if err := set(pull); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := pull.Bind("tcp://127.0.0.1:*"); err != nil {
+		tb.Fatal(err)
+	}
+	addr, err := pull.GetLastEndpoint()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pull, addr
 }

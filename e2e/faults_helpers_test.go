@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -128,11 +127,11 @@ func settledRSS(t *testing.T, pid int) int64 {
 // openFDs counts the open file descriptors of process pid.
 func openFDs(t *testing.T, pid int) int {
 	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	n, err := statsdpeer.OpenFiles(pid)
 	if err != nil {
-		t.Fatalf("listing the descriptors of pid %d: %v", pid, err)
+		t.Fatal(err)
 	}
-	return len(ents)
+	return n
 }
 
 // waitFDs polls until process pid has at most want open descriptors and

@@ -286,11 +286,10 @@ func (p soakProbe) goroutines(ctx context.Context) (int, error) {
 func (p soakProbe) sample(ctx context.Context, at time.Duration, live *sendProgress) (soakSample, error) {
 	s := soakSample{At: at}
 	pid := p.c.PID()
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return s, fmt.Errorf("open files of the collector: %w", err)
+	var err error
+	if s.FDs, err = statsdpeer.OpenFiles(pid); err != nil {
+		return s, fmt.Errorf("the collector: %w", err)
 	}
-	s.FDs = len(fds)
 	if s.RSS, _, err = statsdpeer.Memory(pid); err != nil {
 		return s, err
 	}

@@ -313,6 +313,15 @@ func schedstatRuntime(s string) (time.Duration, error) {
 	return time.Duration(ns), nil
 }
 
+// OpenFiles returns the number of file descriptors pid has open.
+func OpenFiles(pid int) (int, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, fmt.Errorf("listing the open files of pid %d: %w", pid, err)
+	}
+	return len(fds), nil
+}
+
 // Memory returns the resident set size of pid (VmRSS) and its peak (VmHWM),
 // in bytes.
 func Memory(pid int) (rss, hwm int64, err error) {

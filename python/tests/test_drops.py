@@ -108,17 +108,24 @@ def test_drops_are_reported_without_further_events():
         sock.close(linger=0)
 
 
-def test_next_packed_message_carries_the_drops(monkeypatch):
-    addr = "tcp://127.0.0.1:%d" % free_port()
-    h = gg.Hooks(address=addr, prefix="carried", environ={})
-    settle()
-    before = gstats.client_stats()
-    # No collector: after the new socket's HOLD_SECONDS, events are dropped.
+def drop_some(h, before, flush=False):
+    """Runs requests through h until some events were dropped: with no
+    collector listening, a new socket drops after HOLD_SECONDS."""
     deadline = time.monotonic() + _client.HOLD_SECONDS + 5
     while delta(before)["dropped"] == 0:
         assert time.monotonic() < deadline, delta(before)
         run(h, 10)
         time.sleep(0.01)
+        if flush:
+            _client.flush()
+
+
+def test_next_packed_message_carries_the_drops(monkeypatch):
+    addr = "tcp://127.0.0.1:%d" % free_port()
+    h = gg.Hooks(address=addr, prefix="carried", environ={})
+    settle()
+    before = gstats.client_stats()
+    drop_some(h, before)
     settle()
     # The flusher's own reports (refused: nothing listens) are not retried
     # for the rest of the test, so only a message with events can report.
@@ -152,13 +159,7 @@ def test_classic_messages_never_report():
     h = gg.Hooks(address=addr, prefix="classic", pack=False, environ={})
     settle()
     before = gstats.client_stats()
-    # No collector: after the new socket's HOLD_SECONDS, events are dropped.
-    deadline = time.monotonic() + _client.HOLD_SECONDS + 5
-    while delta(before)["dropped"] == 0:
-        assert time.monotonic() < deadline, delta(before)
-        run(h, 10)
-        time.sleep(0.01)
-        _client.flush()
+    drop_some(h, before, flush=True)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.PULL)
     sock.setsockopt(zmq.LINGER, 0)
