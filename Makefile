@@ -17,7 +17,9 @@ FUZZTIME ?= 20000x
 BENCHTIME ?= 3x
 SOAK ?= 10m
 
-.PHONY: all deps build test test-short test-pure test-python fuzz lint tidy bench bench-go bench-python bench-harness run clean vendor-web
+N ?= 5
+
+.PHONY: all deps build test test-repeat test-short test-pure test-python fuzz lint tidy bench bench-go bench-python bench-harness run clean vendor-web
 
 all: build
 
@@ -37,6 +39,11 @@ test: deps lint
 	CGO_ENABLED=0 $(GO) test -count=1 ./plugins/inputs/gstats/window/ ./plugins/inputs/gstats/state/ ./munin/
 	$(MAKE) --no-print-directory test-python
 	$(MAKE) --no-print-directory fuzz
+
+# The Go suite N times (5) with the race detector while a busy loop holds
+# one core; prints every failure with its test name.
+test-repeat: deps build
+	GO=$(GO) scripts/test-repeat.sh $(N)
 
 test-short:
 	$(GO) test -short -count=1 ./...
