@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The dashboards under dashboards/, relative to the repository.
@@ -501,12 +500,14 @@ func tagValues(ss []series) []string {
 }
 
 // dashboardTraffic sends rounds of requests for each prefix over a real
-// PUSH socket, one round every gap, so that the collector's 1 s gathers see
-// the counters grow over several intervals. Every round holds each status
-// class, a finish without a status and durations of 1 to 90 ms. Before the
-// first round it starts inFlight[prefix] requests that never finish. It
-// returns the finishes sent per prefix.
-func dashboardTraffic(t *testing.T, statsAddr string, prefixes []string, inFlight map[string]int, rounds int, gap time.Duration) map[string]int {
+// PUSH socket. After each round it calls roundDone with the finishes sent
+// so far per prefix, which waits until the round has been written out, so
+// that the counters grow over as many gathers as there are rounds however
+// slowly the machine gathers. Every round holds each status class, a
+// finish without a status and durations of 1 to 90 ms. Before the first
+// round it starts inFlight[prefix] requests that never finish. It returns
+// the finishes sent per prefix.
+func dashboardTraffic(t *testing.T, statsAddr string, prefixes []string, inFlight map[string]int, rounds int, roundDone func(finished map[string]int)) map[string]int {
 	t.Helper()
 	statuses := []string{"200", "200", "201", "200", "302", "404", "503", "101", "500", "", "200", "204"}
 	push := pushSocket(t, statsAddr)
@@ -525,7 +526,7 @@ func dashboardTraffic(t *testing.T, statsAddr string, prefixes []string, inFligh
 				finished[prefix]++
 			}
 		}
-		time.Sleep(gap)
+		roundDone(finished)
 	}
 	return finished
 }
@@ -566,16 +567,21 @@ func TestIntegrationDashboardQueries(t *testing.T) {
 	t.Cleanup(func() { p.stop(t, true) })
 	statsAddr, _ := endpointsIn(t, p)
 
-	finished := dashboardTraffic(t, statsAddr, prefixes, inFlight, 10, 400*time.Millisecond)
-	for _, prefix := range prefixes {
-		want := finished[prefix]
-		f := db.waitFields(t, database, "gstats", prefix, fmt.Sprintf("finished = %d", want), func(f map[string]any) bool {
-			return num(f, "finished") == float64(want)
-		})
-		if num(f, "in_flight") != float64(inFlight[prefix]) {
-			t.Errorf("prefix %s: in_flight %v, want %d", prefix, f["in_flight"], inFlight[prefix])
+	// Each round waits until InfluxDB holds it: every round lands in a
+	// gather of its own, and the panels see the counters grow.
+	inDB := func(finished map[string]int) {
+		t.Helper()
+		for _, prefix := range prefixes {
+			want := finished[prefix]
+			f := db.waitFields(t, database, "gstats", prefix, fmt.Sprintf("finished = %d", want), func(f map[string]any) bool {
+				return num(f, "finished") == float64(want)
+			})
+			if num(f, "in_flight") != float64(inFlight[prefix]) {
+				t.Errorf("prefix %s: in_flight %v, want %d", prefix, f["in_flight"], inFlight[prefix])
+			}
 		}
 	}
+	dashboardTraffic(t, statsAddr, prefixes, inFlight, 10, inDB)
 
 	// What the collector really wrote.
 	fieldKeys := map[string]bool{}

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,13 +34,6 @@ var plainCollectd = sync.OnceValues(func() (string, error) {
 	}
 	return out, nil
 })
-
-// loopbackAddr is tcp://127.0.0.1:PORT for a port that was free a moment
-// ago.
-func loopbackAddr(t *testing.T) string {
-	t.Helper()
-	return "tcp://127.0.0.1:" + strconv.Itoa(freePort(t))
-}
 
 // hostPort is the host:port of a tcp:// ZeroMQ endpoint.
 func hostPort(t *testing.T, endpoint string) string {

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -29,13 +28,16 @@ const (
 	installHint  = "install with: apt-get install gunicorn python3-zmq"
 )
 
-// Bounds on the waits of these tests.
+// Bounds on the waits of these tests. They bound hangs: each wait polls
+// for its condition and ends as soon as it holds, so they are set for a
+// loaded machine (two cores, the race detector, other tests beside), not
+// for the usual case.
 const (
 	buildTimeout   = 10 * time.Minute // a cold build compiles Telegraf's dependencies
-	startTimeout   = 15 * time.Second // a program is up and answering
-	settleTimeout  = 15 * time.Second // the collector has seen what was sent
-	stopTimeout    = 10 * time.Second // a program exits after SIGTERM
-	killTimeout    = 5 * time.Second  // a program is gone after SIGKILL
+	startTimeout   = 30 * time.Second // a program is up and answering
+	settleTimeout  = 30 * time.Second // the collector has seen what was sent
+	stopTimeout    = 30 * time.Second // a program exits after SIGTERM
+	killTimeout    = 10 * time.Second // a program is gone after SIGKILL
 	requestTimeout = 10 * time.Second // one HTTP request or control command
 	pollInterval   = 20 * time.Millisecond
 )
@@ -326,20 +328,6 @@ func (c *collector) runCtl(t *testing.T, args ...string) (stdout, stderr string,
 	return out.String(), errOut.String(), code
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatalf("releasing port %d: %v", port, err)
-	}
-	return port
-}
-
 // gunicornOptions describe a gunicorn run with a hooks configuration file
 // from testdata/app.
 type gunicornOptions struct {
@@ -361,11 +349,15 @@ type gunicorn struct {
 	Probes int
 }
 
-// startGunicorn starts /usr/bin/gunicorn on a free loopback port, waits
-// until it answers HTTP, and stops it in t.Cleanup: SIGTERM to the master,
-// then a bounded wait until the master and its workers are gone. If another
-// program takes the port between freePort and gunicorn's bind, it tries
-// again on another port.
+// gunicornListening is the line gunicorn's master logs once it has bound
+// its socket, with the address (the port the kernel chose for port 0).
+var gunicornListening = regexp.MustCompile(`Listening at: http://(\S+) \(`)
+
+// startGunicorn starts /usr/bin/gunicorn on 127.0.0.1 port 0 (the kernel
+// picks a free port while gunicorn binds it: no port can be taken between
+// choosing and binding), reads the address from its log, waits until it
+// answers HTTP, and stops it in t.Cleanup: SIGTERM to the master, then a
+// bounded wait until the master and its workers are gone.
 func startGunicorn(t *testing.T, o gunicornOptions) *gunicorn {
 	t.Helper()
 	requireGunicorn(t)
@@ -373,40 +365,29 @@ func startGunicorn(t *testing.T, o gunicornOptions) *gunicorn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const attempts = 3
-	for attempt := 1; ; attempt++ {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-		conf := o.Config
-		if !filepath.IsAbs(conf) {
-			conf = filepath.Join(appDir, conf)
-		}
-		cmd := exec.Command(gunicornPath, "--chdir", appDir, "-c", conf, "app:application")
-		cmd.Env = append(os.Environ(),
-			"PYTHONDONTWRITEBYTECODE=1", // keep testdata free of __pycache__
-			"GUNI_BIND="+addr,
-			"GUNI_WORKER_CLASS="+o.WorkerClass,
-			"GUNI_WORKERS="+strconv.Itoa(o.Workers),
-			"GUNI_THREADS="+strconv.Itoa(o.Threads),
-			"GSTATS_STATS_ADDR="+o.StatsAddr,
-			"GSTATS_PREFIX="+o.Prefix,
-			"PYTHONPATH="+filepath.Join(appDir, "..", "..", "..", "python", "src"), // the gstats package
-		)
-		p := startProcess(t, "gunicorn-"+o.WorkerClass, cmd, true)
-		g := &gunicorn{proc: p, URL: "http://" + addr}
-		err := g.waitHTTP(t)
-		if err != nil && p.exited() && attempt < attempts && strings.Contains(p.log(), "Connection in use") {
-			t.Logf("gunicorn could not bind %s (taken since it was free); trying another port", addr)
-			if !waitGroupGone(p.cmd.Process.Pid, stopTimeout) {
-				t.Fatalf("processes of gunicorn's group %d still running after it exited", p.cmd.Process.Pid)
-			}
-			continue
-		}
-		t.Cleanup(func() { p.stop(t, true) })
-		if err != nil {
-			t.Fatalf("%v\n%s", err, p.log())
-		}
-		return g
+	conf := o.Config
+	if !filepath.IsAbs(conf) {
+		conf = filepath.Join(appDir, conf)
 	}
+	cmd := exec.Command(gunicornPath, "--chdir", appDir, "-c", conf, "app:application")
+	cmd.Env = append(os.Environ(),
+		"PYTHONDONTWRITEBYTECODE=1", // keep testdata free of __pycache__
+		"GUNI_BIND=127.0.0.1:0",
+		"GUNI_WORKER_CLASS="+o.WorkerClass,
+		"GUNI_WORKERS="+strconv.Itoa(o.Workers),
+		"GUNI_THREADS="+strconv.Itoa(o.Threads),
+		"GSTATS_STATS_ADDR="+o.StatsAddr,
+		"GSTATS_PREFIX="+o.Prefix,
+		"PYTHONPATH="+filepath.Join(appDir, "..", "..", "..", "python", "src"), // the gstats package
+	)
+	p := startProcess(t, "gunicorn-"+o.WorkerClass, cmd, true)
+	t.Cleanup(func() { p.stop(t, true) })
+	addr := waitLog(t, p, gunicornListening, "gunicorn's listening line")[1]
+	g := &gunicorn{proc: p, URL: "http://" + addr}
+	if err := g.waitHTTP(t); err != nil {
+		t.Fatalf("%v\n%s", err, p.log())
+	}
+	return g
 }
 
 // waitHTTP polls GET / until gunicorn answers, and counts the answered

@@ -9,11 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gstats/gstats/internal/testport"
 )
 
 // influxdPath is Debian's InfluxDB 1.x server.
@@ -35,20 +36,19 @@ var influxdCheck = sync.OnceValue(func() error {
 	return nil
 })
 
-// startInfluxDB starts influxd with HTTP and RPC bound to free loopback
-// ports, waits for /ping, and stops it in t.Cleanup.
+// startInfluxDB starts influxd with HTTP and RPC bound to loopback ports
+// from testport, waits for /ping, and stops it in t.Cleanup.
 func startInfluxDB(t *testing.T) *influxDB {
 	t.Helper()
 	if err := influxdCheck(); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	const attempts = 3
-	for attempt := 1; ; attempt++ {
-		httpAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-		rpcAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-		data := filepath.Join(dir, fmt.Sprintf("var%d", attempt))
-		conf := fmt.Sprintf(`reporting-enabled = false
+	// influxd cannot report a port it chose itself: testport holds both
+	// ports for the test, so nothing takes them before influxd binds them.
+	httpAddr, rpcAddr := testport.Addr(t), testport.Addr(t)
+	data := filepath.Join(dir, "var")
+	conf := fmt.Sprintf(`reporting-enabled = false
 bind-address = %q
 [meta]
   dir = %q
@@ -65,23 +65,17 @@ bind-address = %q
 [continuous_queries]
   enabled = false
 `, rpcAddr, filepath.Join(data, "meta"), filepath.Join(data, "data"), filepath.Join(data, "wal"), httpAddr)
-		confPath := filepath.Join(dir, fmt.Sprintf("influxdb%d.conf", attempt))
-		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		p := startProcess(t, "influxd", exec.Command(influxdPath, "run", "-config", confPath), false)
-		db := &influxDB{proc: p, URL: "http://" + httpAddr, client: newHTTPClient(t)}
-		err := db.waitPing()
-		if err != nil && p.exited() && attempt < attempts && strings.Contains(p.log(), "address already in use") {
-			t.Logf("influxd could not bind (a port was taken since it was free); trying other ports")
-			continue
-		}
-		t.Cleanup(func() { p.stop(t, false) })
-		if err != nil {
-			t.Fatalf("%v\n%s", err, p.log())
-		}
-		return db
+	confPath := filepath.Join(dir, "influxdb.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	p := startProcess(t, "influxd", exec.Command(influxdPath, "run", "-config", confPath), false)
+	t.Cleanup(func() { p.stop(t, false) })
+	db := &influxDB{proc: p, URL: "http://" + httpAddr, client: newHTTPClient(t)}
+	if err := db.waitPing(); err != nil {
+		t.Fatalf("%v\n%s", err, p.log())
+	}
+	return db
 }
 
 func (db *influxDB) waitPing() error {

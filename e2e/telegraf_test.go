@@ -551,7 +551,7 @@ func pushSocket(t *testing.T, addr string) *zmq.Socket {
 	if err := s.SetLinger(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetSndtimeo(5 * time.Second); err != nil {
+	if err := s.SetSndtimeo(requestTimeout); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Connect(addr); err != nil {
