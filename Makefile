@@ -98,7 +98,6 @@ tidy:
 bench: deps build
 	set -o pipefail; { $(MAKE) --no-print-directory bench-go && $(MAKE) --no-print-directory bench-python ; } 2>&1 | tee bench.out
 	$(MAKE) --no-print-directory bench-harness
-	@sed -n '/^## Targets/,/^## Machine/p' docs/PERFORMANCE.md | sed '$$d'
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./plugins/inputs/gstats/window/
@@ -106,6 +105,10 @@ bench-go:
 	$(GO) test -run '^$$' -bench 'StatsGrowth' -benchtime 5000x ./plugins/inputs/gstats/
 	$(GO) test -run '^$$' -bench 'Ingest' -benchtime $(BENCHTIME) ./plugins/inputs/gstats/
 	$(GO) test -run '^$$' -bench . -benchmem ./client/
+	$(GO) test -run '^$$' -bench 'StateWrite|StateRestore' -benchtime 5x -benchmem ./plugins/inputs/gstats/
+	$(GO) test -run '^$$' -bench 'HTTPEndpoints|CurveHandshake|CurveIngest' -benchmem ./plugins/inputs/gstats/
+	$(GO) test -run '^$$' -bench . -benchmem ./wire/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/statsdpeer/ -statsdpeer.cpus 1
 
 bench-python: build
 	$(PYTHON) python/bench/bench_hooks.py
@@ -115,7 +118,7 @@ bench-python: build
 bench-harness: build
 	$(GO) build -o bin/gstats-bench ./bench/harness
 	taskset -c 0 bin/gstats-bench run -collectd bin/gstats-collectd -receiver-cpus 1 -soak-for $(SOAK) \
-	  -go-bench bench.out -report docs/PERFORMANCE.md -json bench-results.json
+	  -go-bench bench.out -report docs/PERFORMANCE.md -readme plugins/inputs/gstats/README.md -json bench-results.json
 
 run: deps build
 	scripts/demo.sh

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,16 +14,38 @@ import (
 )
 
 const sampleBench = `goos: linux
+pkg: github.com/gstats/gstats/plugins/inputs/gstats
 BenchmarkIngest/msgs=100000-2   3   1015437388 ns/op   634953 bare_msgs/s   319374 bare_per_frame_msgs/s   518237 gstats_msgs/s   0 lost   0.8162 ratio
 BenchmarkStatsGrid/durations=1e3/prefixes=1/op=stats-2   20   30000 ns/op   30.0 us/stats   350 reply_bytes
 BenchmarkStatsGrid/durations=6e6/prefixes=1/op=stats-2   20   36000 ns/op   36.0 us/stats   350 reply_bytes
 BenchmarkStatsGrid/durations=6e6/prefixes=1/op=gather-2   20   20000 ns/op   20.0 us/gather
+BenchmarkStatsGrowth-2   5000   13000 ns/op   6.70 us/stats_1e3   6.80 us/stats_6e6   1.015 growth
+BenchmarkStateWrite-2   5   201584607 ns/op   14768615 bytes/file   152.2 cpu-ms/write   201.6 ms/write   56.21 µs/lock   8107 µs/max-lock   82592776 B/op   600 allocs/op
+BenchmarkStateRestore-2   5   293285207 ns/op   297.3 cpu-ms/restore   293.4 ms/restore   86493164 B/op   678019 allocs/op
+BenchmarkHTTPEndpoints/api/stats-2   2280   519659 ns/op   34417 bytes/op-body   213907 B/op   2126 allocs/op
+PASS
+ok  	github.com/gstats/gstats/plugins/inputs/gstats	27.429s
+pkg: github.com/gstats/gstats/plugins/inputs/gstats/window
 BenchmarkPrefix/idle-2   100   72 ns/op   166.7 B/prefix
+pkg: github.com/gstats/gstats/client
 BenchmarkMiddleware/collector=up/load=paced-2   100   176.1 ns/op   0 dropped/op   0 B/op   0 allocs/op
+--- BENCH: BenchmarkMiddleware
 hooks: 2.14 us inline, 6.81 us CPU per pair (target <= 8 us): OK
 side by side ON/OFF: median 96.3 % (rounds 95.6 96.3 99.1; target >= 95 %)
 PASS
 `
+
+// sampleBenches are the benchmark functions sampleBench holds.
+var sampleBenches = []benchFunc{
+	{"github.com/gstats/gstats/client", "BenchmarkMiddleware"},
+	{"github.com/gstats/gstats/plugins/inputs/gstats", "BenchmarkHTTPEndpoints"},
+	{"github.com/gstats/gstats/plugins/inputs/gstats", "BenchmarkIngest"},
+	{"github.com/gstats/gstats/plugins/inputs/gstats", "BenchmarkStateRestore"},
+	{"github.com/gstats/gstats/plugins/inputs/gstats", "BenchmarkStateWrite"},
+	{"github.com/gstats/gstats/plugins/inputs/gstats", "BenchmarkStatsGrid"},
+	{"github.com/gstats/gstats/plugins/inputs/gstats", "BenchmarkStatsGrowth"},
+	{"github.com/gstats/gstats/plugins/inputs/gstats/window", "BenchmarkPrefix"},
+}
 
 func TestParseGoBench(t *testing.T) {
 	gb := parseGoBench(sampleBench)
@@ -35,6 +58,7 @@ func TestParseGoBench(t *testing.T) {
 		{"BenchmarkStatsGrid/durations=6e6/prefixes=1/op=stats", "us/stats", 36},
 		{"BenchmarkPrefix/idle", "B/prefix", 166.7},
 		{"BenchmarkMiddleware/collector=up/load=paced", "allocs/op", 0},
+		{"BenchmarkStateWrite", "µs/lock", 56.21},
 	}
 	for _, tt := range tests {
 		if got, ok := gb.get(tt.name, tt.unit); !ok || got != tt.want {
@@ -50,44 +74,439 @@ func TestParseGoBench(t *testing.T) {
 	if v, ok := gb.pythonFigure("side by side ON/OFF", `median ([\d.]+) %`); !ok || v != 96.3 {
 		t.Errorf("gunicorn side by side = %v, %v; want 96.3", v, ok)
 	}
+	for _, b := range sampleBenches {
+		if !gb.ran(b.Pkg, b.Name) {
+			t.Errorf("%s.%s did not run", b.Pkg, b.Name)
+		}
+	}
+	if gb.ran("github.com/gstats/gstats/plugins/inputs/gstats", "BenchmarkPrefix") || gb.ran("github.com/gstats/gstats/client", "BenchmarkBench") {
+		t.Error("a benchmark ran in the wrong package, or a --- BENCH line counted as a result")
+	}
+	if n := len(gb.entries); n != 10 {
+		t.Errorf("%d result lines, want 10", n)
+	}
 }
 
-func TestReportVerdicts(t *testing.T) {
-	res := results{
+// ladderOf is a ladder whose steps at rates all took cpuNS per message, at
+// the rate asked, loss-free unless lossy says otherwise.
+func ladderOf(name string, cpuNS float64, senderLimited bool, lossy map[float64]bool, rates ...float64) ladder {
+	l := ladder{Name: name, Unit: "msg", SenderLimited: senderLimited}
+	for _, r := range rates {
+		n := int64(r * 3)
+		s := step{Target: r, Achieved: r, Sent: n, Received: n, CPU: time.Duration(cpuNS * float64(n)), CPUPerMsg: cpuNS, LossFree: !lossy[r]}
+		l.Steps = append(l.Steps, s)
+		if s.LossFree {
+			l.MaxLossFree = r
+		}
+	}
+	return l
+}
+
+// metResults are a run's results that meet every target (with sampleBench).
+func metResults() results {
+	rates := []float64{2e5, 4e5, 8e5, 1.2e6, 1.6e6}
+	return results{
 		Started: time.Now(), Finished: time.Now(), Machine: machine{CPU: "test CPU", CPUs: 2},
 		Ingest: &ingestResults{
 			Classic: []ladder{
-				{Name: "bare PULL (batched)", Unit: "msg", MaxLossFree: 1e6, Steps: []step{{Target: 1e6, CPUPerMsg: 600, LossFree: true}}},
-				{Name: "gstats", Unit: "msg", MaxLossFree: 8e5, Steps: []step{{Target: 8e5, CPUPerMsg: 1200, LossFree: true}}},
+				ladderOf("bare PULL (batched)", 600, true, nil, rates...),
+				ladderOf("gstats", 620, true, nil, rates...),
 			},
 			Packed: ladder{Name: "gstats (packed)", Unit: "event"},
 		},
 		Statsd:   &statsdResults{Ladder: ladder{Name: "Telegraf statsd", Unit: "timing", MaxLossFree: 5e4}},
-		Memory:   []memPoint{{Durations: 6e6, Prefixes: 1, RSS: 30 << 20, Peak: 70 << 20}},
+		Memory:   []memPoint{{Durations: 6e6, Prefixes: 1, RSS: 30 << 20, Peak: 31 << 20}},
 		Accuracy: &accuracyResults{N: 10, Percentiles: []float64{50}, Exact: []float64{10}, Gstats: []float64{10.05}, GstatsErr: []float64{0.5}},
-		Soak: &soakResults{Rate: 4e5, MaxLossFree: 8e5, RateSource: "half", Duration: 10 * time.Minute, Every: 10 * time.Second, Sent: 1, Accepted: 1,
+		Soak: &soakResults{Rate: 8e5, MaxLossFree: 1.6e6, RateSource: "half", Duration: 10 * time.Minute, Every: 10 * time.Second, Sent: 1, Accepted: 1,
 			Samples: soakRun(10*time.Minute, 10*time.Second, func(time.Duration) (int64, int, int) { return 30 << 20, 20, 11 }),
 			Verdict: soakVerdict{Flat: true, Goroutines: [2]int{11, 11}, FDs: [2]int{20, 20}, RSSFirst: 30 << 20, RSSLast: 30 << 20, RSSBound: 4 << 20}},
 	}
-	text, misses := writeReport(res, parseGoBench(sampleBench))
-	for _, want := range []string{"| ingest ≥ 85 % of the bare receiver's loss-free rate | 80 %", "16.0×", "test CPU", "| p50 | 10.000 | 10.050 | 0.500 % |",
-		"| Soak: 10 min at half the max rate, RSS, fds and goroutines flat | flat: goroutines 11–11, fds 20–20, RSS 30.0 → 30.0 MiB (bound 4.0, trend +0.00); 1 sent, all accepted, none dropped, at 400 k/s | met | 6 |",
+}
+
+// missedNames are the names of the rows not met.
+func missedNames(rows []targetRow) []string {
+	var out []string
+	for _, r := range rows {
+		if !r.Met {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
+
+func TestReportAllMet(t *testing.T) {
+	text, rows := writeReport(metResults(), parseGoBench(sampleBench), sampleBenches)
+	if m := missedNames(rows); len(m) != 0 {
+		t.Fatalf("missed %q; want every target met:\n%s", m, targetsText(rows))
+	}
+	for _, want := range []string{
+		"| ingest ≥ 85 % of the bare receiver's capacity (CPU per message at equal rates, and loss-free rate) | 97 % by CPU per message at equal rates (bare 600 vs gstats 620 ns/msg, 3 loss-free steps, 800 k/s to 1.6 M/s); loss-free rate ≥ 1.6 M/s (the sender's limit) vs ≥ 1.6 M/s (the sender's limit): both held the fastest stream one sender CPU produces, which tells them apart no further | met | 1 |",
+		"| STATS ≤ 1 ms, one prefix, 6000000 durations | 36.0 µs | met | 2 |",
+		"| state file write holds the window lock ≤ 0.1 ms per prefix (mean) | 56.2 µs (longest 8107 µs) | met | 7 |",
+		"| every Go benchmark of the repository ran | all 8 ran | met | 8 |",
+		"Here, 3 steps from 800 k/s to 1.6 M/s: bare 600 ns/msg (≤ 1.67 M/s on one CPU), gstats 620 ns/msg (≤ 1.61 M/s).",
+		"| write, CPU | 152 ms (1.5 % of a core at the default `state_interval` of 10s) |",
+		"| plugins/inputs/gstats | HTTPEndpoints/api/stats | 5.197e+05 ns/op, 3.442e+04 bytes/op-body, 2.139e+05 B/op, 2126 allocs/op |",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "| Ingest/") || strings.Contains(text, "| StateWrite") {
+		t.Error("section 8 repeats benchmarks shown above")
+	}
+}
+
+func TestReportVerdicts(t *testing.T) {
+	res := metResults()
+	// The bare receiver held 1 M/s at 600 ns a message; gstats took 1.2 µs
+	// and lost at 1 M/s: missed on both counts.
+	res.Ingest.Classic = []ladder{
+		ladderOf("bare PULL (batched)", 600, false, nil, 4e5, 8e5, 1e6),
+		ladderOf("gstats", 1200, false, map[float64]bool{1e6: true}, 4e5, 8e5, 1e6),
+	}
+	res.Memory[0].Peak = 70 << 20
+	text, rows := writeReport(res, parseGoBench(sampleBench), sampleBenches)
+	for _, want := range []string{
+		"| ingest ≥ 85 % of the bare receiver's capacity (CPU per message at equal rates, and loss-free rate) | 50 % by CPU per message at equal rates (bare 600 vs gstats 1200 ns/msg, 2 loss-free steps, 400 k/s to 800 k/s); loss-free rate 80 % of the bare receiver's (800 k/s vs 1 M/s) | **missed** | 1 |",
+		"16.0×", "test CPU", "| p50 | 10.000 | 10.050 | 0.500 % |",
+		"| Soak: 10 min at half the max loss-free rate, RSS, fds and goroutines flat, nothing lost | flat: goroutines 11–11, fds 20–20, RSS 30.0 → 30.0 MiB (bound 4.0, trend +0.00); 1 sent, all accepted, none dropped, at 800 k/s | met | 6 |",
 		"| 10m0s | 600000 | 600000 | 0 | 30.0 MiB | 20 | 11 | 0 % | 0 ns |"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
-	// 80 % of the bare rate, 1.2 µs per message, a 70 MiB peak: missed.
-	// STATS growth 1.2×, accuracy, middleware, hooks, gunicorn: met.
-	wantMissed := []string{"ingest ≥ 85 %", "≤ 1 µs collector CPU", "RSS ≤ 64 MiB"}
-	if len(misses) != len(wantMissed) {
-		t.Fatalf("missed %q, want exactly %q", misses, wantMissed)
+	want := []string{targets[tIngestBare].name, targets[tCPUPerMsg].name, targets[tRSS].name}
+	if got := missedNames(rows); !slices.Equal(got, want) {
+		t.Errorf("missed %q, want exactly %q", got, want)
 	}
-	for i, w := range wantMissed {
-		if !strings.HasPrefix(misses[i], w) {
-			t.Errorf("miss %d = %q, want it to start with %q", i, misses[i], w)
+	if len(rows) != int(nTargets) {
+		t.Errorf("%d rows, want %d", len(rows), nTargets)
+	}
+}
+
+// TestReportNothingMeasured: a run with no figures at all still lists
+// every target, each "not measured" and missed.
+func TestReportNothingMeasured(t *testing.T) {
+	text, rows := writeReport(results{}, parseGoBench(""), nil)
+	if len(rows) != int(nTargets) {
+		t.Fatalf("%d rows, want %d", len(rows), nTargets)
+	}
+	for i, r := range rows {
+		if r.Met || r.Verdict != verdictNotMeasured || !strings.HasPrefix(r.Measured, "not measured") || r.Name != targets[i].name {
+			t.Errorf("row %d: %+v; want %q not measured", i, r, targets[i].name)
+		}
+		if !strings.Contains(text, "| "+r.Name+" | not measured") {
+			t.Errorf("the report does not list %q as not measured", r.Name)
 		}
 	}
+	if n := len(misses(rows)); n != int(nTargets) {
+		t.Errorf("%d misses, want %d", n, nTargets)
+	}
+}
+
+// TestReportMissingFigures takes one figure away at a time from a run
+// that meets everything: the target it feeds reads "not measured", is
+// missed, and every other target is still listed and met.
+func TestReportMissingFigures(t *testing.T) {
+	drop := func(prefix string) string {
+		var keep []string
+		for _, l := range strings.Split(sampleBench, "\n") {
+			if !strings.HasPrefix(l, prefix) {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	tests := []struct {
+		name    string
+		res     func(*results)
+		bench   string
+		benches []benchFunc
+		target  int
+		also    []int // targets the same figures feed
+	}{
+		{name: "no ingest phase", res: func(r *results) { r.Ingest = nil }, target: tIngestBare, also: []int{tIngestStatsd, tCPUPerMsg}},
+		{name: "no common loss-free step", res: func(r *results) {
+			r.Ingest.Classic[1] = ladderOf("gstats", 620, true, nil, 3e5, 9e5, 1.7e6) // at other rates
+		}, target: tIngestBare},
+		{name: "no statsd phase", res: func(r *results) { r.Statsd = nil }, target: tIngestStatsd},
+		{name: "no grid", bench: drop("BenchmarkStatsGrid/"), target: tStats},
+		{name: "no 6e6 cell", bench: drop("BenchmarkStatsGrid/durations=6e6/prefixes=1/op=stats"), target: tStats},
+		{name: "no growth", bench: drop("BenchmarkStatsGrowth"), target: tStatsGrowth},
+		{name: "no memory phase", res: func(r *results) { r.Memory = nil }, target: tRSS},
+		{name: "memory short of 6e6", res: func(r *results) { r.Memory[0].Durations = 1e6 }, target: tRSS},
+		{name: "no accuracy phase", res: func(r *results) { r.Accuracy = nil }, target: tAccuracy},
+		{name: "no percentiles", res: func(r *results) { r.Accuracy.Percentiles = nil }, target: tAccuracy},
+		{name: "no middleware", bench: drop("BenchmarkMiddleware"), target: tMiddleware},
+		{name: "middleware without -benchmem", bench: strings.Replace(sampleBench, "0 B/op   0 allocs/op", "", 1), target: tMiddleware},
+		{name: "no hooks", bench: drop("hooks: "), target: tHooks},
+		{name: "no gunicorn", bench: drop("side by side"), target: tGunicorn},
+		{name: "no soak", res: func(r *results) { r.Soak = nil }, target: tSoak},
+		{name: "short soak", res: func(r *results) { r.Soak.Duration = time.Minute }, target: tSoak},
+		{name: "soak at a given rate", res: func(r *results) { r.Soak.MaxLossFree = 0 }, target: tSoak},
+		{name: "no state write", bench: drop("BenchmarkStateWrite"), target: tStateLock},
+		{name: "no benchmark at all", benches: []benchFunc{}, target: tBenchmarks},
+		{name: "benchmarks not listed", benches: nil, target: tBenchmarks},
+		{name: "a benchmark did not run", benches: append(slices.Clone(sampleBenches), benchFunc{"github.com/gstats/gstats/wire", "BenchmarkIntegrationClientRequest"}), target: tBenchmarks},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := metResults()
+			if tt.res != nil {
+				tt.res(&res)
+			}
+			bench := sampleBench
+			if tt.bench != "" {
+				bench = tt.bench
+			}
+			gb := parseGoBench(bench)
+			benches := benchesOf(gb) // every one that ran
+			if tt.target == tBenchmarks {
+				benches = tt.benches
+			}
+			text, rows := writeReport(res, gb, benches)
+			if len(rows) != int(nTargets) {
+				t.Fatalf("%d rows, want %d", len(rows), nTargets)
+			}
+			ids := append([]int{tt.target}, tt.also...)
+			slices.Sort(ids)
+			var want []string
+			for _, id := range ids {
+				want = append(want, targets[id].name)
+			}
+			if got := missedNames(rows); !slices.Equal(got, want) {
+				t.Errorf("missed %q, want exactly %q\n%s", got, want, targetsText(rows))
+			}
+			for _, id := range ids {
+				r := rows[id]
+				if !strings.Contains(text, "| "+r.Name+" | "+r.Measured+" | "+r.Verdict+" |") {
+					t.Errorf("the table lacks the row %+v", r)
+				}
+				if id != tBenchmarks && (r.Verdict != verdictNotMeasured || !strings.HasPrefix(r.Measured, "not measured")) {
+					t.Errorf("row %+v: want it not measured", r)
+				}
+			}
+		})
+	}
+}
+
+// benchesOf lists the benchmark functions that printed results in gb.
+func benchesOf(gb goBench) []benchFunc {
+	out := []benchFunc{}
+	for _, e := range gb.entries {
+		if b := (benchFunc{e.pkg, e.top()}); !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func TestCompareBare(t *testing.T) {
+	rates := []float64{1e5, 2e5, 4e5, 8e5, 1.6e6}
+	tests := []struct {
+		name      string
+		bare, gs  ladder
+		met       bool
+		measured  string
+		noMeasure bool
+	}{
+		{
+			// The case the old rate-only verdict read as 100 %, met.
+			name:     "both sender-bound, gstats twice the CPU",
+			bare:     ladderOf("bare", 500, true, nil, rates...),
+			gs:       ladderOf("gstats", 1000, true, nil, rates...),
+			measured: "50 % by CPU per message at equal rates (bare 500 vs gstats 1000 ns/msg, 2 loss-free steps, 800 k/s to 1.6 M/s)",
+		},
+		{
+			name:     "both sender-bound, alike",
+			bare:     ladderOf("bare", 500, true, nil, rates...),
+			gs:       ladderOf("gstats", 550, true, nil, rates...),
+			met:      true,
+			measured: "91 % by CPU",
+		},
+		{
+			name:     "cheaper per message but lost at a rate the bare receiver held",
+			bare:     ladderOf("bare", 500, false, nil, rates...),
+			gs:       ladderOf("gstats", 400, false, map[float64]bool{8e5: true, 1.6e6: true}, rates...),
+			measured: "loss-free rate 25 % of the bare receiver's (400 k/s vs 1.6 M/s)",
+		},
+		{
+			name:     "the low rates do not count",
+			bare:     ladderOf("bare", 500, true, nil, rates...),
+			gs:       ladderOf("gstats", 500, true, nil, rates...),
+			met:      true,
+			measured: "2 loss-free steps, 800 k/s to 1.6 M/s",
+		},
+		{
+			name:      "no rate both held",
+			bare:      ladderOf("bare", 500, false, map[float64]bool{1e5: true, 2e5: true}, 1e5, 2e5),
+			gs:        ladderOf("gstats", 500, false, nil, 1e5, 2e5),
+			noMeasure: true,
+			measured:  "not measured: no rate both held loss-free",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := compareBare(tt.bare, tt.gs)
+			if c.met != tt.met || !strings.Contains(c.measured, tt.measured) || strings.HasPrefix(c.measured, "not measured") != tt.noMeasure {
+				t.Errorf("met %v, %q; want met %v and %q", c.met, c.measured, tt.met, tt.measured)
+			}
+		})
+	}
+	// Steps whose achieved rates differ by more than 5 % are not compared.
+	bare := ladderOf("bare", 500, true, nil, 1e6)
+	gs := ladderOf("gstats", 500, true, nil, 1e6)
+	gs.Steps[0].Achieved = 9e5
+	if c := compareBare(bare, gs); c.steps != 0 || c.met {
+		t.Errorf("%+v: compared steps at 1 M/s and 900 k/s", c)
+	}
+}
+
+// TestJudge: the run fails when a target is missed, after writing the
+// report and listing every target.
+func TestJudge(t *testing.T) {
+	dir := t.TempDir()
+	quiet := func(string, ...any) {}
+	for _, tt := range []struct {
+		name string
+		res  results
+		fail bool
+	}{
+		{"met", metResults(), false},
+		{"missed", func() results { r := metResults(); r.Memory[0].Peak = 70 << 20; return r }(), true},
+		{"not measured", func() results { r := metResults(); r.Soak = nil; return r }(), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, tt.name, "PERFORMANCE.md")
+			var out strings.Builder
+			err := judge(path, tt.res, parseGoBench(sampleBench), sampleBenches, &out, quiet)
+			if (err != nil) != tt.fail {
+				t.Fatalf("judge: %v; want failure %v", err, tt.fail)
+			}
+			if tt.fail && !strings.Contains(err.Error(), "1 of 13 targets missed") {
+				t.Errorf("error %q does not count the misses", err)
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("the report was not written: %v", err)
+			}
+			for _, d := range targets {
+				if !strings.Contains(out.String(), "| "+d.name+" |") {
+					t.Errorf("the run's output does not list %q", d.name)
+				}
+			}
+		})
+	}
+}
+
+func TestListBenchmarks(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"go.mod":                    "module example.com/m\n\ngo 1.26\n",
+		"a_test.go":                 "package m\n\nfunc BenchmarkRoot(b *testing.B) {}\nfunc TestX(t *testing.T) {}\n",
+		"sub/b_test.go":             "package sub_test\n\nfunc BenchmarkOne(b *testing.B) {}\n\n// func BenchmarkComment(b *testing.B) {}\nfunc BenchmarkTwo(tb *testing.B) {\n}\n",
+		"sub/b.go":                  "package sub\n\nfunc BenchmarkNotATest(b *testing.B) {}\n",
+		"vendor/v/v_test.go":        "package v\n\nfunc BenchmarkVendored(b *testing.B) {}\n",
+		"sub/testdata/x_test.go":    "package x\n\nfunc BenchmarkData(b *testing.B) {}\n",
+		".hidden/h/h_test.go":       "package h\n\nfunc BenchmarkHidden(b *testing.B) {}\n",
+		"sub/helper_test.go":        "package sub\n\nfunc benchmarkHelper(b *testing.B) {}\n",
+		"sub/deeper/more_test.go":   "package deeper\n\nfunc BenchmarkDeep(b *testing.B) {}\n",
+		"sub/deeper/method_test.go": "package deeper\n\nfunc (s) BenchmarkMethod(b *testing.B) {}\n",
+	}
+	for name, text := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := listBenchmarks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []benchFunc{
+		{"example.com/m", "BenchmarkRoot"},
+		{"example.com/m/sub", "BenchmarkOne"},
+		{"example.com/m/sub", "BenchmarkTwo"},
+		{"example.com/m/sub/deeper", "BenchmarkDeep"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("listBenchmarks = %v, want %v", got, want)
+	}
+}
+
+// TestRepositoryBenchmarks: the benchmarks this repository holds include
+// the ones whose figures the report and the plugin README quote.
+func TestRepositoryBenchmarks(t *testing.T) {
+	got, err := listBenchmarks("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []benchFunc{
+		{"github.com/gstats/gstats/plugins/inputs/gstats", "BenchmarkStateWrite"},
+		{"github.com/gstats/gstats/plugins/inputs/gstats", "BenchmarkStateRestore"},
+		{"github.com/gstats/gstats/plugins/inputs/gstats", "BenchmarkStatsGrid"},
+		{"github.com/gstats/gstats/client", "BenchmarkMiddleware"},
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("listBenchmarks(../..) lacks %v", want)
+		}
+	}
+}
+
+func TestRewriteBlock(t *testing.T) {
+	doc := "# T\n\n- **Cost.** " + stateCostBegin + "\n  old figures, two\n  lines." + stateCostEnd + "\n- next\n"
+	got, err := rewriteBlock(doc, stateCostBegin, stateCostEnd, "one two three four five six", "  ", 15)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# T\n\n- **Cost.** " + stateCostBegin + "\n  one two three\n  four five six" + stateCostEnd + "\n- next\n"
+	if got != want {
+		t.Errorf("rewriteBlock =\n%s\nwant\n%s", got, want)
+	}
+	again, err := rewriteBlock(got, stateCostBegin, stateCostEnd, "one two three four five six", "  ", 15)
+	if err != nil || again != got {
+		t.Errorf("rewriting again changed the text: %v\n%s", err, again)
+	}
+	for _, bad := range []string{"no markers", stateCostEnd + " " + stateCostBegin, stateCostBegin + stateCostBegin + stateCostEnd} {
+		if _, err := rewriteBlock(bad, stateCostBegin, stateCostEnd, "x", "", 10); err == nil {
+			t.Errorf("rewriteBlock(%q) did not fail", bad)
+		}
+	}
+}
+
+// TestReadmeStateCost: the plugin README has the passage make bench
+// rewrites, and rewriting it from sampleBench gives its figures.
+func TestReadmeStateCost(t *testing.T) {
+	doc, err := os.ReadFile("../../plugins/inputs/gstats/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	date := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	got, err := rewriteBlock(string(doc), stateCostBegin, stateCostEnd, stateCostText(parseGoBench(sampleBench), date), "  ", 76)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"make a file of\n  14.8 MB", "0.15 s of CPU time (1.5 %", "(56 µs on average)", "0.3 s of CPU time at start", "2026-11-26"} {
+		if !strings.Contains(strings.ReplaceAll(got, "\n  ", " "), strings.ReplaceAll(want, "\n  ", " ")) {
+			t.Errorf("the rewritten passage lacks %q", want)
+		}
+	}
+	missing, err := rewriteBlock(string(doc), stateCostBegin, stateCostEnd, stateCostText(goBench{}, date), "  ", 76)
+	if err != nil || !strings.Contains(missing, "not measured") {
+		t.Errorf("without figures the passage does not say not measured: %v", err)
+	}
+}
+
+// patient makes the harness wait for whatever a receiver still has to
+// take, however long a loaded machine stalls it, for the rest of the test:
+// the integration tests below check counts, not speed.
+func patient(t *testing.T) {
+	quiet, slack := settleQuiet, memFillSlack
+	settleQuiet, memFillSlack = 10*time.Second, 30
+	t.Cleanup(func() { settleQuiet, memFillSlack = quiet, slack })
 }
 
 // TestIntegrationStep runs one ladder step against the real collector and
@@ -96,6 +515,7 @@ func TestIntegrationStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs gstats-collectd")
 	}
+	patient(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -121,16 +541,24 @@ func TestIntegrationStep(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if s.Sent < 9000 || s.Received != s.Sent || s.Dropped != 0 || !s.LossFree || s.CPU <= 0 {
-			t.Errorf("%s: %+v; want ~10 000 sent, all received, none dropped, CPU measured", c.name, s)
+		// At most 10 000 (20 000/s for 500 ms; fewer when the machine
+		// stalls the sender), far under the sender's queue: nothing can
+		// drop, and everything sent is received. Whether 100 ms of traffic
+		// was still queued at the end (loss-free) depends on the machine's
+		// load, so only its rule is checked.
+		if s.Sent <= 0 || s.Sent > 10_000 || s.Received != s.Sent || s.Dropped != 0 || s.CPU <= 0 {
+			t.Errorf("%s: %+v; want up to 10 000 sent, all received, none dropped, CPU measured", c.name, s)
+		}
+		if s.LossFree != (s.Behind <= 2000) {
+			t.Errorf("%s: %d behind at the end, loss-free %v", c.name, s.Behind, s.LossFree)
 		}
 	}
 	mp, err := memoryPoint(ctx, options{collectd: filepath.Join(dir, "gstats-collectd")}, dir, 5000, 10, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mp.Durations < 4500 || mp.RSS <= 0 || mp.Peak < mp.RSS || mp.StatsRTT <= 0 || mp.ReplyBytes < 10*50 {
-		t.Errorf("memory point %+v: want ~5000 durations, RSS and peak read, a STATS reply for 10 prefixes", mp)
+	if mp.Durations != 5000 || mp.RSS <= 0 || mp.Peak < mp.RSS || mp.StatsRTT <= 0 || mp.ReplyBytes < 10*50 {
+		t.Errorf("memory point %+v: want 5000 durations, RSS and peak read, a STATS reply for 10 prefixes", mp)
 	}
 }
 
@@ -358,6 +786,7 @@ func TestIntegrationSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs gstats-collectd")
 	}
+	patient(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -377,17 +806,19 @@ func TestIntegrationSoak(t *testing.T) {
 			t.Errorf("sample %d: %+v; want RSS, files, goroutines and a rising CPU time", i, s)
 		}
 	}
-	if last := res.Samples[len(res.Samples)-1]; last.Sent < 9000 || last.Accepted < 9000 {
-		t.Errorf("last sample %+v: want ~10 000 sent and accepted", last)
+	// Up to 10 000 sent (2000/s for 5 s; fewer when the machine stalls
+	// the sender), all accepted.
+	if last := res.Samples[len(res.Samples)-1]; last.Sent <= 0 || last.Sent > res.Sent || last.Accepted > last.Sent {
+		t.Errorf("last sample %+v: want some sent, no more than in all, no more accepted than sent", last)
 	}
-	if res.Sent < 9500 || res.Accepted != res.Sent || res.Dropped != 0 || res.Rejected != 0 || res.Window != time.Second || res.PeakRSS <= 0 {
-		t.Errorf("%+v: want ~10 000 sent, all accepted, a 1 s window, the peak RSS", res)
+	if res.Sent <= 0 || res.Sent > 10_000 || res.Accepted != res.Sent || res.Dropped != 0 || res.Rejected != 0 || res.Window != time.Second || res.PeakRSS <= 0 {
+		t.Errorf("%+v: want up to 10 000 sent, all accepted, a 1 s window, the peak RSS", res)
 	}
 	if !res.Verdict.Flat {
 		t.Errorf("not flat: %q\n%+v", res.Verdict.Problems, res.Samples)
 	}
-	text, _ := writeReport(results{Soak: res}, goBench{})
-	for _, want := range []string{"| Soak: 5s at 2 k/s (given), RSS, fds and goroutines flat | flat: ", "Verdict: **flat**."} {
+	text, _ := writeReport(results{Soak: res}, goBench{}, nil)
+	for _, want := range []string{"| Soak: 10 min at half the max loss-free rate, RSS, fds and goroutines flat, nothing lost | not measured: it ran 5s, not 10 min, at 2 k/s (given), not half the max loss-free rate (flat: ", "Verdict: **flat**."} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q", want)
 		}

@@ -223,7 +223,7 @@ func runStep(ctx context.Context, r receiver, st *stream, rate float64, d time.D
 	if endErr != nil {
 		return step{}, endErr
 	}
-	got, err := waitSettled(ctx, r.Count, before+sent, 300*time.Millisecond, 30*time.Second)
+	got, err := waitSettled(ctx, r.Count, before+sent, settleQuiet, 30*time.Second)
 	if err != nil {
 		return step{}, err
 	}

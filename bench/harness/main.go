@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -66,6 +67,8 @@ type options struct {
 	phases   map[string]bool
 	goBench  string
 	report   string
+	readme   string // the plugin README whose state-file passage the run rewrites
+	src      string // the repository, whose benchmarks should all have run
 	jsonOut  string
 	quick    bool
 	// The soak phase: how long, how often to sample, the rate (0: half
@@ -85,6 +88,8 @@ func runAll(args []string) error {
 	fs.StringVar(&phases, "phases", "ingest,statsd,memory,accuracy,soak", "phases to run")
 	fs.StringVar(&o.goBench, "go-bench", "bench.out", "output of the Go and Python benchmarks, for the report")
 	fs.StringVar(&o.report, "report", "docs/PERFORMANCE.md", "report to write (empty: none)")
+	fs.StringVar(&o.readme, "readme", "", "the plugin README whose state-file figures to rewrite from the Go benchmarks' output (empty: none)")
+	fs.StringVar(&o.src, "src", ".", "the repository, whose Go benchmarks the report checks all ran")
 	fs.StringVar(&o.jsonOut, "json", "bench-results.json", "raw results to write")
 	fs.BoolVar(&o.quick, "quick", false, "fewer and shorter steps (a smoke run, not for the report)")
 	fs.DurationVar(&o.soakFor, "soak-for", 10*time.Minute, "how long the soak phase sends (-quick: 30s)")
@@ -162,24 +167,60 @@ func runAll(args []string) error {
 			return err
 		}
 	}
-	if o.report != "" {
-		gb, err := os.ReadFile(o.goBench)
-		if err != nil {
-			return fmt.Errorf("the Go benchmarks' output: %w (run make bench-go bench-python first)", err)
-		}
-		text, misses := writeReport(res, parseGoBench(string(gb)))
-		if err := os.MkdirAll(filepath.Dir(o.report), 0o755); err != nil {
+	if o.report == "" && o.readme == "" {
+		return nil
+	}
+	out, err := os.ReadFile(o.goBench)
+	if err != nil {
+		return fmt.Errorf("the Go benchmarks' output: %w (run make bench-go bench-python first)", err)
+	}
+	gb := parseGoBench(string(out))
+	if o.readme != "" {
+		if err := rewriteReadme(o.readme, gb, res.Started); err != nil {
 			return err
 		}
-		if err := os.WriteFile(o.report, []byte(text), 0o644); err != nil {
-			return err
-		}
-		logf("wrote %s", o.report)
-		for _, m := range misses {
-			log.Warn("target missed: " + m)
-		}
+		logf("rewrote the state-file figures in %s", o.readme)
+	}
+	if o.report == "" {
+		return nil
+	}
+	benches, err := listBenchmarks(o.src)
+	if err != nil {
+		return fmt.Errorf("listing the repository's benchmarks in %s: %w", o.src, err)
+	}
+	return judge(o.report, res, gb, benches, os.Stdout, logf)
+}
+
+// judge writes the report and lists every target with its verdict on w;
+// it fails when a target was missed or not measured.
+func judge(path string, res results, gb goBench, benches []benchFunc, w io.Writer, logf func(string, ...any)) error {
+	text, rows := writeReport(res, gb, benches)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s", path)
+	fmt.Fprint(w, targetsText(rows))
+	if ms := misses(rows); len(ms) > 0 {
+		return fmt.Errorf("%d of %d targets missed or not measured (%s):\n  %s", len(ms), len(rows), path, strings.Join(ms, "\n  "))
 	}
 	return nil
+}
+
+// rewriteReadme rewrites the state-file passage of the plugin README from
+// the Go benchmarks' figures.
+func rewriteReadme(path string, gb goBench, date time.Time) error {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	text, err := rewriteBlock(string(doc), stateCostBegin, stateCostEnd, stateCostText(gb, date), "  ", 76)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return os.WriteFile(path, []byte(text), 0o644)
 }
 
 // runSend is `gstats-bench send`: the paced sender alone, for profiling a

@@ -93,6 +93,12 @@ func cpuTime(pid int) (total, zmqThreads time.Duration, err error) {
 	return statsdpeer.CPUTime(pid, "ZMQbg/")
 }
 
+// settleQuiet is how long a receiver's count must stand still before what
+// it counted is taken as all it will count: what it lost never arrives.
+// Tests, on a loaded machine where a receiver may stall that long with
+// everything still to come, raise it.
+var settleQuiet = 300 * time.Millisecond
+
 // waitSettled polls count until it has not moved for quiet, or until
 // timeout; it returns the last value.
 func waitSettled(ctx context.Context, count func(context.Context) (int64, error), want int64, quiet, timeout time.Duration) (int64, error) {

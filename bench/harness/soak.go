@@ -380,7 +380,7 @@ func soakPhase(ctx context.Context, o options, work string, in *ingestResults, l
 		return info.Accepted, err
 	}
 	// The INFO below decides; an error here would show there too.
-	_, _ = waitSettled(ctx, accepted, res.Sent, 300*time.Millisecond, 30*time.Second)
+	_, _ = waitSettled(ctx, accepted, res.Sent, settleQuiet, 30*time.Second)
 	info, err := gs.client.Info(ctx)
 	if err != nil {
 		return res, fmt.Errorf("soak: the collector's counts after sending: %w", err)

@@ -33,10 +33,16 @@ func (p *Peer) Ladder(ctx context.Context, rates []int, d time.Duration, duratio
 	if d == 0 {
 		d = DefaultStep
 	}
+	return climb(rates, func(rate int) (StepResult, error) { return p.Step(ctx, rate, d, durations) })
+}
+
+// climb runs step at each rate in order and stops after the second step
+// that was not loss-free: the ladder's rule, apart from Telegraf.
+func climb(rates []int, step func(rate int) (StepResult, error)) (LadderResult, error) {
 	var res LadderResult
 	lossy := 0
 	for _, rate := range rates {
-		s, err := p.Step(ctx, rate, d, durations)
+		s, err := step(rate)
 		if err != nil {
 			return res, fmt.Errorf("ladder step at %d/s: %w", rate, err)
 		}
