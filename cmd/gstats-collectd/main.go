@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"math"
 	"os"
@@ -255,6 +256,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The Telegraf libraries (outputs, the shim) log through Telegraf's
 	// logger; send it through ours so every line has one format.
 	telegrafLogger.RedirectLogging(logging.NewLineWriter(log))
+	// Go's standard logger too (Telegraf's logger package pointed it at
+	// itself, where a line without a level is written at info level and so
+	// dropped by --log-level=warn or error): a library's log.Fatal would
+	// then exit 1 without a word.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(stdlogWriter{log: log, floor: level})
 
 	if o.pprofAddr != "" {
 		stopPprof, err := startPprof(o.pprofAddr, log)
@@ -355,9 +362,19 @@ func runStandalone(ctx context.Context, cfg *agentconf.Config, plugin *gstats.Gs
 	signalled := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// returned is closed (before cancel runs) when this function returns,
+	// so that a start-up failure is not logged as a stop request: ctx is
+	// then cancelled by the return, not by a signal or QUIT.
+	returned := make(chan struct{})
+	defer close(returned)
 	plugin.SetQuitHandler(cancel)
 	go func() {
 		<-ctx.Done()
+		select {
+		case <-returned:
+			return
+		default:
+		}
 		if signalled.Err() != nil {
 			log.Info("stop signal received; stopping")
 		} else {
@@ -395,4 +412,31 @@ func runExecd(plugin *gstats.Gstats, o options, log *slog.Logger) error {
 	}
 	log.Info("gstats-collectd stopped")
 	return nil
+}
+
+// stdlogWriter carries the lines written through Go's standard logger (by
+// libraries) to log. A line with a Telegraf level indicator ("E! ") keeps
+// its level; a line without one is written at floor, the lowest level log
+// writes, at least: it cannot be told from the last words of a log.Fatal,
+// which exits 1 right after, and must never be filtered out.
+type stdlogWriter struct {
+	log   *slog.Logger
+	floor slog.Level
+}
+
+// Write logs each line of p; the standard logger writes one whole entry per
+// call.
+func (w stdlogWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(string(p), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		level, msg, attrs := logging.ParseTelegrafLine(line)
+		if msg == line && level < w.floor { // no level indicator
+			level = w.floor
+		}
+		w.log.Log(context.Background(), level, msg, attrs...)
+	}
+	return len(p), nil
 }

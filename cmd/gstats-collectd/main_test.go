@@ -22,6 +22,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/gstats/gstats/internal/testbin"
+	"github.com/gstats/gstats/internal/testport"
 	"github.com/gstats/gstats/internal/version"
 	"github.com/gstats/gstats/plugins/inputs/gstats"
 	"github.com/gstats/gstats/wire"
@@ -31,10 +32,10 @@ import (
 // run under the race detector when the tests do.
 const (
 	startTimeout = 30 * time.Second // from exec to the "listening" log line
-	exitTimeout  = 15 * time.Second // from a stop request to the exit
-	pollTimeout  = 15 * time.Second // for a STATS reply to show what was pushed
+	exitTimeout  = 30 * time.Second // from a stop request to the exit
+	pollTimeout  = 30 * time.Second // for a STATS reply to show what was pushed
 	buildTimeout = 10 * time.Minute
-	ctlTimeout   = 5 * time.Second // per control request
+	ctlTimeout   = 15 * time.Second // per control request
 )
 
 // bins are the binaries TestMain builds for the integration tests.
@@ -470,9 +471,11 @@ func push(t *testing.T, addr string, msgs ...message) {
 		t.Fatal(err)
 	}
 	for _, set := range []func() error{
-		func() error { return s.SetLinger(5 * time.Second) },
+		// Bounds on a hang, not latencies: past the linger, libzmq would
+		// drop what a slow (loaded) machine has not sent yet.
+		func() error { return s.SetLinger(pollTimeout) },
 		func() error { return s.SetSndhwm(0) }, // no limit: none may be dropped
-		func() error { return s.SetSndtimeo(5 * time.Second) },
+		func() error { return s.SetSndtimeo(pollTimeout) },
 		func() error { return s.Connect(addr) },
 	} {
 		if err := set(); err != nil {
@@ -572,8 +575,9 @@ func TestIntegrationPprof(t *testing.T) {
 	if url == "" {
 		t.Fatalf("no profile URL in the log:\n%s", d.stderr.String())
 	}
+	client := &http.Client{Timeout: pollTimeout} // bounds a hang
 	for _, path := range []string{"cmdline", "goroutine?debug=1", "profile?seconds=1"} {
-		resp, err := http.Get(url + path)
+		resp, err := client.Get(url + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -599,6 +603,13 @@ func TestIntegrationStopSignals(t *testing.T) {
 			t.Parallel()
 			d := startDaemon(t, wildcard...)
 			push(t, d.stats, burst("sig", n)...)
+			// push returns once libzmq has handed the messages to the
+			// kernel, not once the daemon has read them: on a loaded
+			// machine its I/O thread may still be reading when the
+			// signal's final drain finds the socket quiet. The stop
+			// processes what the daemon has received; wait until it has
+			// received all of them, so that the count below is exact.
+			pollStats(t, d.comm, func(r wire.StatsReply) bool { return r["sig"].Finished == n })
 			d.signal(t, sig)
 			t0 := time.Now()
 			if code := d.wait(t, exitTimeout); code != 0 {
@@ -645,7 +656,9 @@ func TestIntegrationQuitViaGstatsctl(t *testing.T) {
 	d := startDaemon(t, wildcard...)
 	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
 	defer cancel()
-	ctl := exec.CommandContext(ctx, bins.Ctl, "-c", d.comm, "quit")
+	// gstatsctl's default --timeout (3s) is a latency a loaded machine
+	// running race-enabled binaries can exceed; this test is not about it.
+	ctl := exec.CommandContext(ctx, bins.Ctl, "-c", d.comm, "--timeout", ctlTimeout.String(), "quit")
 	var stdout, stderr bytes.Buffer
 	ctl.Stdout, ctl.Stderr = &stdout, &stderr
 	if err := ctl.Run(); err != nil {
@@ -774,6 +787,9 @@ func TestIntegrationBindFailure(t *testing.T) {
 // port on two loopback addresses.
 func TestIntegrationDefaultAddresses(t *testing.T) {
 	requireBinaries(t)
+	// Every test (Go or Python) that binds the default addresses takes this
+	// machine-wide lock first, so they never run beside each other.
+	testport.Lock(t, "default-addresses", 2*time.Minute)
 	d := launch(t)
 	deadline := time.Now().Add(startTimeout)
 	for {
@@ -796,7 +812,7 @@ func TestIntegrationDefaultAddresses(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
 	defer cancel()
-	ctl := exec.CommandContext(ctx, bins.Ctl, "stats")
+	ctl := exec.CommandContext(ctx, bins.Ctl, "--timeout", ctlTimeout.String(), "stats") // the default address
 	var stdout, stderr bytes.Buffer
 	ctl.Stdout, ctl.Stderr = &stdout, &stderr
 	if err := ctl.Run(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gstats/gstats/wire"
 )
@@ -41,9 +42,27 @@ func TestIntegrationStateFileAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	infoBefore, err := c.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// INFO's counters are updated apart from STATS: the rejection of the
+	// last message may come after the finishes STATS showed, and the
+	// sender's disconnect (push closes its socket) is seen asynchronously,
+	// from the socket monitor, some time after push returned. Compare
+	// counters only once what they count is visible: wait, with a deadline,
+	// until INFO shows every message processed and the one disconnect.
+	const accepted = int64(2*50 + 3) // the burst, plus api's start and two finishes
+	var infoBefore wire.InfoReply
+	deadline := time.Now().Add(pollTimeout)
+	for {
+		infoBefore, err = c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if infoBefore.Accepted == accepted && infoBefore.RejectedTotal == 1 && infoBefore.Disconnects >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("INFO did not show %d accepted, 1 rejected and the sender's disconnect within %s: %+v", accepted, pollTimeout, infoBefore)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	d.signal(t, syscall.SIGTERM)
 	if code := d.wait(t, exitTimeout); code != 0 {
