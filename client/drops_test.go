@@ -324,7 +324,7 @@ func TestDropsReportedInPackedHeaders(t *testing.T) {
 			}
 			wg.Wait()
 			var s client.Stats
-			waitFor(t, 10*time.Second, "every event and every drop to arrive", func() error {
+			waitFor(t, 20*time.Second, "every event and every drop to arrive", func() error {
 				r.read(t)
 				s = c.Stats()
 				r.mu.Lock()

@@ -146,17 +146,29 @@ func settled(c *client.Client, want uint64) error {
 const probePrefix = "probe"
 
 // connected sends starts under probePrefix until one reaches the
-// collector: from then on the client's connection is up.
-func connected(tb testing.TB, c *client.Client, col *collector) {
+// collector: from then on the client's connection is up. It then waits
+// until the client has accounted for every probe (sent, dropped while
+// connecting, or failed), and returns the client's stats: a baseline that
+// no probe moves any more. Every event given to c before the call must be
+// accounted for already (see settled).
+func connected(tb testing.TB, c *client.Client, col *collector) client.Stats {
 	tb.Helper()
+	s := c.Stats()
+	accounted := s.Sent + s.Dropped + s.Errors
 	waitFor(tb, 10*time.Second, "the client to connect", func() error {
 		if st, ok := col.statsOf(tb)[probePrefix]; ok && st.Started > 0 {
 			return nil
 		}
 		c.Start(probePrefix)
+		accounted++
 		return fmt.Errorf("no start under %q at the collector yet (client %+v)", probePrefix, c.Stats())
 	})
+	waitFor(tb, 10*time.Second, "the probes to be accounted for", func() error { return settled(c, accounted) })
+	return c.Stats()
 }
+
+// accountedFor is the number of events s accounts for.
+func accountedFor(s client.Stats) uint64 { return s.Sent + s.Dropped + s.Errors }
 
 // rawPull is a PULL socket bound to a free loopback port, closed at
 // cleanup, with linger 0, a receive timeout and opts (applied before the

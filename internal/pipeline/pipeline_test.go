@@ -8,16 +8,44 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/influxdata/telegraf"
 	"github.com/influxdata/telegraf/plugins/parsers/influx"
 
 	"github.com/gstats/gstats/agentconf"
 	"github.com/gstats/gstats/internal/logging"
+	"github.com/gstats/gstats/plugins/inputs/gstats"
 )
+
+// pausable is the plugin as the pipeline sees it, with interval gathers the
+// test can turn off. The plugin's own final gather at Stop does not go
+// through it.
+type pausable struct {
+	*gstats.Gstats
+	mu     sync.Mutex
+	paused bool
+}
+
+func (p *pausable) Gather(acc telegraf.Accumulator) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused {
+		return nil
+	}
+	return p.Gstats.Gather(acc)
+}
+
+// pause turns the interval gathers off; when it returns, none is running.
+func (p *pausable) pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = true
+}
 
 // TestRunWritesEveryIntervalAndOnStop runs the real plugin on loopback with
 // a file output: metrics carry the host and global tags, arrive every
@@ -52,9 +80,10 @@ func TestRunWritesEveryIntervalAndOnStop(t *testing.T) {
 	if err := plugin.Init(); err != nil {
 		t.Fatal(err)
 	}
+	in := &pausable{Gstats: plugin}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, plugin) }()
+	go func() { done <- p.Run(ctx, in) }()
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -64,7 +93,7 @@ func TestRunWritesEveryIntervalAndOnStop(t *testing.T) {
 	}()
 
 	var stats string
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for stats == "" {
 		stats, _ = plugin.Endpoints()
 		if time.Now().After(deadline) {
@@ -72,11 +101,26 @@ func TestRunWritesEveryIntervalAndOnStop(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	push, err := zmq.NewSocket(zmq.PUSH)
+	// The pusher has a context of its own: terminating it returns once
+	// every message is written to the kernel, where the plugin reads it.
+	zctx, err := zmq.NewContext()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = push.Close() }()
+	push, err := zctx.NewSocket(zmq.PUSH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flushed := false
+	flush := func() {
+		if !flushed {
+			flushed = true
+			_ = push.Close()
+			_ = zctx.Term()
+		}
+	}
+	defer flush()
+	_ = push.SetLinger(30 * time.Second)
 	if err := push.Connect(stats); err != nil {
 		t.Fatal(err)
 	}
@@ -120,14 +164,19 @@ func TestRunWritesEveryIntervalAndOnStop(t *testing.T) {
 		}
 		return last
 	}
+	deadline = time.Now().Add(20 * time.Second)
 	for finished() != 10 {
 		if time.Now().After(deadline) {
 			t.Fatalf("finished = %d in the output, want 10", finished())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// From here no interval gathers: only the stop can write what comes
+	// next (a slow machine could otherwise let an interval gather it, and
+	// the test would pass without the stop doing anything).
+	in.pause()
 	send(5)
-	time.Sleep(50 * time.Millisecond) // received, most likely not yet gathered
+	flush() // the 5 are received: in the kernel's buffers
 	cancel()
 	stopped = true
 	if err := <-done; err != nil {

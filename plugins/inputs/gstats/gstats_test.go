@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,6 +85,44 @@ func newPusher(t *testing.T, g *Gstats) *zmq.Socket {
 	return s
 }
 
+// ownPusher connects a PUSH socket in a ZeroMQ context of its own. flush
+// closes it and terminates the context, which returns once every message
+// sent is written to the kernel, where the collector can read it: closing
+// the socket alone returns at once, and a loaded machine may still be
+// sending long after.
+func ownPusher(t *testing.T, g *Gstats) (push *zmq.Socket, flush func()) {
+	t.Helper()
+	ctx, err := zmq.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, _ := g.Endpoints()
+	push, err = ctx.NewSocket(zmq.PUSH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range []func() error{
+		func() error { return push.SetLinger(30 * time.Second) },
+		func() error { return push.SetSndhwm(0) },
+		func() error { return push.Connect(stats) },
+	} {
+		if err := set(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var once sync.Once
+	flush = func() {
+		once.Do(func() {
+			_ = push.Close()
+			if err := ctx.Term(); err != nil {
+				t.Errorf("terminating the pusher's context: %v", err)
+			}
+		})
+	}
+	t.Cleanup(flush)
+	return push, flush
+}
+
 func send(t *testing.T, s *zmq.Socket, frames ...string) {
 	t.Helper()
 	parts := make([]any, len(frames))
@@ -95,10 +134,12 @@ func send(t *testing.T, s *zmq.Socket, frames ...string) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or the deadline passes (generous: a
+// loaded machine running the race detector is slow, and a condition that
+// holds returns at once).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -114,7 +155,7 @@ func handled(g *Gstats) int64 {
 
 func control(t *testing.T, g *Gstats) *wire.Client {
 	_, comm := g.Endpoints()
-	return wire.NewClient(wire.ClientOptions{Address: comm, Timeout: 5 * time.Second})
+	return wire.NewClient(wire.ClientOptions{Address: comm, Timeout: 10 * time.Second})
 }
 
 func TestSampleConfigDocumentsTheDefaults(t *testing.T) {
@@ -365,7 +406,7 @@ func TestIntegrationCommands(t *testing.T) {
 	}
 	select {
 	case <-quit:
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Error("QUIT did not call the quit handler")
 	}
 	if n := g.stats.controlErrors.Load(); n != 6 {
@@ -393,7 +434,7 @@ func TestIntegrationMultiFrameControlRequests(t *testing.T) {
 	}
 	defer req.Close()
 	_ = req.SetLinger(0)
-	_ = req.SetRcvtimeo(5 * time.Second)
+	_ = req.SetRcvtimeo(10 * time.Second)
 	if err := req.Connect(comm); err != nil {
 		t.Fatal(err)
 	}
@@ -532,14 +573,14 @@ func TestIntegrationStopProcessesWhatWasReceivedAndLeavesNothing(t *testing.T) {
 		if err := g.Start(&testutil.Accumulator{}); err != nil {
 			t.Fatal(err)
 		}
-		push := newPusher(t, g)
+		push, flush := ownPusher(t, g)
 		const n = 20000
 		for range n {
 			send(t, push, "app", "1")
 		}
-		// Wait until libzmq holds them all (sent on the wire), not until
-		// the collector processed them.
-		_ = push.Close()
+		flush()
+		// libzmq has written them all (they are in the kernel's buffers,
+		// received); the collector has not necessarily processed them.
 		waitFor(t, "the first messages", func() bool { return handled(g) > 0 })
 		g.Stop()
 		if got := g.stats.accepted.Load(); got != n {
@@ -628,13 +669,13 @@ func TestIntegrationStopGathersWhatItReceived(t *testing.T) {
 	if err := g.Start(acc); err != nil {
 		t.Fatal(err)
 	}
-	push := newPusher(t, g)
+	push, flush := ownPusher(t, g)
 	const n = 5000
 	for i := range n {
 		send(t, push, "final", "")
 		send(t, push, "final", strconv.Itoa(i%7), "200")
 	}
-	_ = push.Close()
+	flush()
 	waitFor(t, "the first messages", func() bool { return handled(g) > 0 })
 	// No Gather was called: everything must come from the one in Stop.
 	if acc.NMetrics() != 0 {

@@ -135,6 +135,112 @@ func clientSocket(t *testing.T, typ zmq.Type, addr, serverKey string, client cur
 	return s
 }
 
+// watchedSocket is a client socket whose connection events a test reads
+// (a ZeroMQ socket monitor): it tells a refused handshake from one that has
+// simply not happened yet, so that a test can prove a refusal instead of
+// waiting a while and seeing nothing.
+type watchedSocket struct {
+	*zmq.Socket
+	events *zmq.Socket
+	// admitted and refused count the handshakes seen so far that
+	// succeeded, and the connections that ended before any did.
+	admitted, refused int
+}
+
+var monitorSeq atomic.Int64
+
+// watchedClientSocket is clientSocket with a monitor set up before the
+// connection. Both are closed at cleanup.
+func watchedClientSocket(t *testing.T, typ zmq.Type, addr, serverKey string, client curvekey.Pair) *watchedSocket {
+	t.Helper()
+	s, err := zmq.NewSocket(typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.SetLinger(0)
+	monAddr := fmt.Sprintf("inproc://security-test-monitor-%d", monitorSeq.Add(1))
+	if err := s.Monitor(monAddr, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL|
+		zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL|zmq.EVENT_HANDSHAKE_FAILED_AUTH|zmq.EVENT_DISCONNECTED); err != nil {
+		_ = s.Close()
+		t.Fatal(err)
+	}
+	events, err := zmq.NewSocket(zmq.PAIR)
+	if err != nil {
+		_ = s.Close()
+		t.Fatal(err)
+	}
+	_ = events.SetLinger(0)
+	t.Cleanup(func() {
+		// Disable the monitor before closing its reader, or libzmq may
+		// block writing an event nobody reads.
+		_ = s.Monitor("", 0)
+		_ = events.Close()
+		_ = s.Close()
+	})
+	if err := events.Connect(monAddr); err != nil {
+		t.Fatal(err)
+	}
+	if client != (curvekey.Pair{}) {
+		if err := s.ClientAuthCurve(serverKey, client.Public, client.Secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Connect(addr); err != nil {
+		t.Fatal(err)
+	}
+	return &watchedSocket{Socket: s, events: events}
+}
+
+// read takes the events that arrived within wait.
+func (w *watchedSocket) read(t *testing.T, wait time.Duration) {
+	t.Helper()
+	if err := w.events.SetRcvtimeo(wait); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, _, _, err := w.events.RecvEvent(0)
+		if err != nil {
+			return
+		}
+		switch ev {
+		case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+			w.admitted++
+		case zmq.EVENT_DISCONNECTED:
+			if w.admitted == 0 {
+				w.refused++
+			}
+		}
+		if err := w.events.SetRcvtimeo(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitRefused waits until the server has ended a connection of the
+// socket's before any handshake succeeded, and fails the test if one
+// succeeded.
+func (w *watchedSocket) waitRefused(t *testing.T, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.refused == 0 && w.admitted == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no handshake refused after 10 s", what)
+		}
+		w.read(t, 100*time.Millisecond)
+	}
+	w.neverAdmitted(t, what)
+}
+
+// neverAdmitted fails the test if a handshake of the socket succeeded, in
+// the events so far.
+func (w *watchedSocket) neverAdmitted(t *testing.T, what string) {
+	t.Helper()
+	w.read(t, 0)
+	if w.admitted != 0 {
+		t.Errorf("%s: %d handshake(s) succeeded, want every one refused", what, w.admitted)
+	}
+}
+
 // request sends cmd on a REQ socket and waits up to wait for the reply;
 // ok is false if none came.
 func request(t *testing.T, s *zmq.Socket, cmd string, wait time.Duration) (reply string, ok bool) {
@@ -332,37 +438,52 @@ func TestCurveRefusesUnknownKeysAndPlainClients(t *testing.T) {
 	stranger := k.clients[1]
 
 	// A control client with an unknown key: refused by the ZAP handler,
-	// no reply, nothing served.
-	req := clientSocket(t, zmq.REQ, comm, k.server.Public, stranger)
+	// no reply, nothing served. A reply can only come over a connection
+	// whose handshake succeeded: each client's monitor shows its
+	// handshake refused, and none admitted.
+	req := watchedClientSocket(t, zmq.REQ, comm, k.server.Public, stranger)
 	if _, err := req.Send("STATS", 0); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a refused handshake", func() bool { return g.stats.authFailures.Load() >= 1 })
-	if reply, ok := request(t, clientSocket(t, zmq.REQ, comm, "", curvekey.Pair{}), "STATS", 300*time.Millisecond); ok {
-		t.Errorf("a client without CURVE got a reply: %q", reply)
+	req.waitRefused(t, "control client with an unknown key")
+	plainReq := watchedClientSocket(t, zmq.REQ, comm, "", curvekey.Pair{})
+	if _, err := plainReq.Send("STATS", 0); err != nil {
+		t.Fatal(err)
 	}
-	_ = req.SetRcvtimeo(300 * time.Millisecond)
-	if reply, err := req.Recv(0); err == nil {
-		t.Errorf("a client with an unknown key got a reply: %q", reply)
+	plainReq.waitRefused(t, "control client without CURVE")
+	for _, c := range []*watchedSocket{req, plainReq} {
+		if reply, err := c.Recv(zmq.DONTWAIT); err == nil {
+			t.Errorf("a refused control client got a reply: %q", reply)
+		}
 	}
 
-	// Ingest: an unknown key and a client without CURVE get nothing in.
+	// Ingest: an unknown key, a client without CURVE and a client with
+	// the wrong server key get nothing in.
 	before := g.stats.authFailures.Load()
-	bad := clientSocket(t, zmq.PUSH, stats, k.server.Public, stranger)
-	send(t, bad, "evil", "")
-	plain := clientSocket(t, zmq.PUSH, stats, "", curvekey.Pair{})
-	send(t, plain, "evil", "")
+	bad := watchedClientSocket(t, zmq.PUSH, stats, k.server.Public, stranger)
+	send(t, bad.Socket, "evil", "")
+	plain := watchedClientSocket(t, zmq.PUSH, stats, "", curvekey.Pair{})
+	send(t, plain.Socket, "evil", "")
 	impostor, err := curvekey.Generate() // an allowed client key, but another server's key
 	if err != nil {
 		t.Fatal(err)
 	}
-	misdirected := clientSocket(t, zmq.PUSH, stats, impostor.Public, k.clients[0])
-	send(t, misdirected, "evil", "")
+	misdirected := watchedClientSocket(t, zmq.PUSH, stats, impostor.Public, k.clients[0])
+	send(t, misdirected.Socket, "evil", "")
 	waitFor(t, "the ingest handshake refused", func() bool { return g.stats.authFailures.Load() > before })
+	refused := map[string]*watchedSocket{"unknown key": bad, "no CURVE": plain, "wrong server key": misdirected}
+	for what, w := range refused {
+		w.waitRefused(t, "stats client with "+what)
+	}
+	// Every bad client has been refused (and tries again the same way):
+	// the allowed client's message, sent after, is the only one counted.
 	good := clientSocket(t, zmq.PUSH, stats, k.server.Public, k.clients[0])
 	send(t, good, "shop", "")
 	waitFor(t, "the allowed client's message", func() bool { return handled(g) >= 1 })
-	time.Sleep(200 * time.Millisecond) // time for anything else to (wrongly) arrive
+	for what, w := range refused {
+		w.neverAdmitted(t, "stats client with "+what)
+	}
 	if a, r := g.stats.accepted.Load(), g.stats.rejectedTotal(); a != 1 || r != 0 {
 		t.Errorf("accepted %d, rejected %d; want only the allowed client's message", a, r)
 	}
@@ -379,10 +500,12 @@ func TestCurveRefusesUnknownKeysAndPlainClients(t *testing.T) {
 	if _, ok := v.Fields["auth_failures"]; !ok {
 		t.Error("gstats_internal has no auth_failures field")
 	}
+	// The ZAP handler counts a refusal before it logs it: wait for the
+	// lines.
 	for _, socket := range []string{"control", "stats"} {
-		if lines := log.matching("W! CURVE handshake refused on the "+socket+" socket", stranger.Public, "from 127.0.0.1", "curve_client_keys"); len(lines) == 0 {
-			t.Errorf("no warning naming the %s socket, the refused key and the peer:\n%s", socket, log.all())
-		}
+		waitFor(t, "a warning naming the "+socket+" socket, the refused key and the peer", func() bool {
+			return len(log.matching("W! CURVE handshake refused on the "+socket+" socket", stranger.Public, "from 127.0.0.1", "curve_client_keys")) > 0
+		})
 	}
 }
 
@@ -426,10 +549,17 @@ func TestCurveOnTheStatsSocketOnly(t *testing.T) {
 	}
 	send(t, clientSocket(t, zmq.PUSH, stats, k.server.Public, k.clients[0]), "a", "")
 	waitFor(t, "the CURVE client's message", func() bool { return g.stats.accepted.Load() == 1 })
-	send(t, clientSocket(t, zmq.PUSH, stats, "", curvekey.Pair{}), "b", "")
-	time.Sleep(300 * time.Millisecond)
-	if n := g.stats.accepted.Load(); n != 1 {
-		t.Errorf("accepted = %d, want 1: the stats socket must refuse clients without CURVE", n)
+	plain := watchedClientSocket(t, zmq.PUSH, stats, "", curvekey.Pair{})
+	send(t, plain.Socket, "b", "")
+	// Proved, not waited for: the plain client's handshake is refused,
+	// then a sentinel from the CURVE client is the only other message
+	// counted.
+	plain.waitRefused(t, "stats client without CURVE")
+	send(t, clientSocket(t, zmq.PUSH, stats, k.server.Public, k.clients[0]), "c", "")
+	waitFor(t, "the CURVE client's sentinel", func() bool { return handled(g) >= 2 })
+	plain.neverAdmitted(t, "stats client without CURVE")
+	if a, r := g.stats.accepted.Load(), g.stats.rejectedTotal(); a != 2 || r != 0 {
+		t.Errorf("accepted %d, rejected %d; want 2 and 0: the stats socket must refuse clients without CURVE", a, r)
 	}
 }
 
