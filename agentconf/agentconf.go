@@ -10,7 +10,9 @@ package agentconf
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -190,15 +192,85 @@ func Parse(name string, data []byte) (*Config, error) {
 			cfg.Sections = append(cfg.Sections, "outputs."+o.Name)
 		}
 	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
+	keys := inexactKeys(md, cfg.Outputs)
+	for _, k := range md.Undecoded() {
+		if s := k.String(); !slices.Contains(keys, s) {
+			keys = append(keys, s)
 		}
+	}
+	if len(keys) > 0 {
 		sort.Strings(keys)
 		return nil, fmt.Errorf("%s: unknown key(s) %s; check the spelling against the sample configuration (gstats-collectd --sample-config)", name, strings.Join(quoteAll(keys), ", "))
 	}
 	return cfg, nil
+}
+
+// inexactKeys returns the settings the file spells other than their keys:
+// the TOML decoder matches a key to a setting regardless of case, and
+// when two spellings of one setting are given ("window_slots" and
+// "WINDOW_SLOTS") it applies whichever it meets first in a Go map, so the
+// same file would load differently from one run to the next.
+func inexactKeys(md toml.MetaData, outs []Output) []string {
+	known := map[string]map[string]bool{
+		"":              settingKeys(reflect.TypeFor[layout]()),
+		"inputs":        {"gstats": true},
+		"inputs.gstats": settingKeys(reflect.TypeFor[gstats.Gstats]()),
+		"agent":         settingKeys(reflect.TypeFor[Agent]()),
+	}
+	for _, o := range outs {
+		section := "outputs." + o.Name
+		if known[section] == nil {
+			known[section] = settingKeys(reflect.TypeFor[OutputCommon](), reflect.TypeOf(o.Plugin))
+			if o.Name == "file" {
+				maps.Copy(known[section], settingKeys(reflect.TypeFor[SerializerConfig]()))
+			}
+		}
+	}
+	var bad []string
+	for _, k := range md.Keys() {
+		// Every prefix: an implicit table ([[Inputs.gstats]] holds
+		// Inputs) is not among the keys of its own.
+		for i := range k {
+			keys, ok := known[strings.Join(k[:i], ".")]
+			if s := k[:i+1].String(); ok && !keys[k[i]] && !slices.Contains(bad, s) {
+				bad = append(bad, s)
+			}
+		}
+	}
+	return bad
+}
+
+// settingKeys returns the TOML keys of the settings of struct types:
+// their exported fields' toml tags (or names), embedded structs included.
+func settingKeys(types ...reflect.Type) map[string]bool {
+	keys := map[string]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			switch {
+			case name == "-":
+			case f.Anonymous && name == "":
+				walk(f.Type)
+			case f.IsExported():
+				if name == "" {
+					name = f.Name
+				}
+				keys[name] = true
+			}
+		}
+	}
+	for _, t := range types {
+		walk(t)
+	}
+	return keys
 }
 
 func (a Agent) validate() error {

@@ -129,21 +129,6 @@ func TestLoadMissingFile(t *testing.T) {
 	}
 }
 
-func FuzzParse(f *testing.F) {
-	f.Add([]byte("[[inputs.gstats]]\n  window = \"5m\"\n"))
-	f.Add([]byte("[[inputs.gstats]]\n  percentiles = [50.0, 99.9]\n  stats_address = \"${HOME}\"\n"))
-	f.Add([]byte("[[inputs.gstats]]\n  windw = 1\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := Parse("fuzz.conf", data)
-		if err == nil && cfg.Gstats == nil {
-			t.Fatal("nil plugin without an error")
-		}
-		if err != nil && !strings.HasPrefix(err.Error(), "fuzz.conf: ") {
-			t.Fatalf("error does not name the file: %v", err)
-		}
-	})
-}
-
 func TestParseAgentAndOutputs(t *testing.T) {
 	t.Setenv("GSTATS_TEST_TOKEN", "s3cret")
 	t.Setenv("GSTATS_TEST_EMPTY", "")

@@ -197,17 +197,140 @@ func FuzzProcessingTimeJSON(f *testing.F) {
 		}
 		var sr wire.StatsReply
 		if err := json.Unmarshal(data, &sr); err == nil {
-			if _, err := json.Marshal(sr); err != nil {
+			b, err := json.Marshal(sr)
+			if err != nil {
 				t.Fatalf("Marshal(%+v): %v", sr, err)
+			}
+			var back wire.StatsReply
+			if err := json.Unmarshal(b, &back); err != nil {
+				t.Fatalf("re-encoded %s does not decode: %v", b, err)
+			}
+			if !reflect.DeepEqual(back, sr) {
+				t.Fatalf("%s decodes as %+v, re-encoded as %s, decodes as %+v", data, sr, b, back)
+			}
+			if again, _ := json.Marshal(back); !bytes.Equal(again, b) {
+				t.Fatalf("%s re-encodes as %s, then as %s", data, b, again)
 			}
 		}
 	})
 }
 
+// finite is what a non-finite Float is written as: AppendFloat writes NaN
+// and ±Inf as 0.0.
+func finite(x float64) wire.Float {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return wire.Float(x)
+}
+
+// FuzzStatsReplyRoundTrip builds a STATS reply of two prefixes from
+// arbitrary values and checks that it encodes to JSON that decodes to the
+// same reply (non-finite floats as 0.0), byte for byte the same when
+// encoded again. Percentiles are those a collector can be configured
+// with: in (0, 100], distinct, sorted.
+func FuzzStatsReplyRoundTrip(f *testing.F) {
+	f.Add("my_app", "default", int64(1234), int64(1200), int64(34), 2.5, 153.2, 20.1, int64(7), 0.0, 400.0, 50.0, 150.0, 99.9, 300.5, int64(3), int64(1000), int64(5))
+	f.Add("", "\u00e9\"\\<>&\u2028", int64(0), int64(0), int64(0), math.NaN(), math.Inf(1), -0.0, int64(0), 5e-324, math.MaxFloat64, 1e-300, 1e16, 100.0, 1e-05, int64(-1), int64(math.MaxInt64), int64(math.MinInt64))
+	f.Fuzz(func(t *testing.T, prefix1, prefix2 string, started, finished, inFlight int64, rate, avg, std float64, count int64,
+		lo, hi, p1, v1, p2, v2 float64, s2xx, s5xx, none int64) {
+		if !utf8.ValidString(prefix1) || !utf8.ValidString(prefix2) {
+			return // prefixes are UTF-8: ParseMessage refuses others
+		}
+		var pcts []wire.Percentile
+		for _, p := range [][2]float64{{p1, v1}, {p2, v2}} {
+			if p[0] > 0 && p[0] <= 100 && (len(pcts) == 0 || pcts[len(pcts)-1].P < p[0]) {
+				pcts = append(pcts, wire.Percentile{P: p[0], Value: wire.Float(p[1])})
+			}
+		}
+		sr := wire.StatsReply{
+			prefix1: {
+				Started: started, Finished: finished, InFlight: inFlight, Rate: wire.Float(rate),
+				ProcessingTime: wire.ProcessingTime{Avg: wire.Float(avg), Std: wire.Float(std), Count: count, Min: wire.Float(lo), Max: wire.Float(hi), Percentiles: pcts},
+				Status:         wire.StatusCounts{S1xx: started, S2xx: s2xx, S3xx: finished, S4xx: inFlight, S5xx: s5xx, None: none},
+			},
+			prefix2: {Started: finished, Finished: started},
+		}
+		want := wire.StatsReply{}
+		for k, ps := range sr {
+			ps.Rate = finite(float64(ps.Rate))
+			pt := &ps.ProcessingTime
+			pt.Avg, pt.Std, pt.Min, pt.Max = finite(float64(pt.Avg)), finite(float64(pt.Std)), finite(float64(pt.Min)), finite(float64(pt.Max))
+			pt.Percentiles = slices.Clone(pt.Percentiles)
+			for i := range pt.Percentiles {
+				pt.Percentiles[i].Value = finite(float64(pt.Percentiles[i].Value))
+			}
+			want[k] = ps
+		}
+		b, err := json.Marshal(sr)
+		if err != nil {
+			t.Fatalf("Marshal(%+v): %v", sr, err)
+		}
+		var back wire.StatsReply
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%s does not decode: %v", b, err)
+		}
+		if !reflect.DeepEqual(back, want) {
+			t.Fatalf("%+v encodes as %s, which decodes as %+v", want, b, back)
+		}
+		for k, ps := range back {
+			for i, p := range ps.ProcessingTime.Percentiles {
+				if math.Float64bits(p.P) != math.Float64bits(want[k].ProcessingTime.Percentiles[i].P) {
+					t.Fatalf("percentile %v reads back as %v", want[k].ProcessingTime.Percentiles[i].P, p.P)
+				}
+			}
+		}
+		if again, _ := json.Marshal(back); !bytes.Equal(again, b) {
+			t.Fatalf("%+v encodes as %s, then as %s", sr, b, again)
+		}
+	})
+}
+
+// batchEvent is one event ParseBatch reported.
+type batchEvent struct {
+	m   wire.Message
+	err error
+}
+
+// sameOutcome reports whether a packed event and the classic parse of the
+// same line agree: the same message, or rejections for the same reason.
+func sameOutcome(got, want batchEvent) bool {
+	if (got.err == nil) != (want.err == nil) {
+		return false
+	}
+	if got.err != nil {
+		var g, w *wire.RejectError
+		return errors.As(got.err, &g) && errors.As(want.err, &w) && g.Reason == w.Reason
+	}
+	return bytes.Equal(got.m.Prefix, want.m.Prefix) && got.m.Kind == want.m.Kind &&
+		math.Float64bits(got.m.Duration) == math.Float64bits(want.m.Duration) && got.m.Status == want.m.Status
+}
+
+// validBatchHeader is the header rule of PROTOCOL.md, written out again:
+// "gstats-batch/1" alone, or followed by " dropped=N", N in decimal without
+// leading zeros from 1 to MaxBatchDropped. It returns N (0 for none).
+func validBatchHeader(line []byte) (int64, bool) {
+	if string(line) == "gstats-batch/1" {
+		return 0, true
+	}
+	digits, ok := bytes.CutPrefix(line, []byte("gstats-batch/1 dropped="))
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(digits), 10, 64)
+	if err != nil || n < 1 || n > wire.MaxBatchDropped || strconv.FormatUint(n, 10) != string(digits) {
+		return 0, false
+	}
+	return int64(n), true
+}
+
 // FuzzParseBatch checks that a packed frame never panics, that every event
 // is reported once, that each event parsed from the packed form equals
-// what its classic frames give, and that a drop count is only reported
-// from a valid header, which reads back as AppendBatchHeader writes it.
+// what its classic frames give (the line split on tabs, parsed by
+// ParseMessage as a classic message: the same message or a rejection for
+// the same reason), and that the drop count is the one a valid header
+// carries, a bad header rejecting the whole frame as one bad_frame_count
+// event.
 func FuzzParseBatch(f *testing.F) {
 	f.Add([]byte(wire.BatchHeader + "shop\t\nshop\t12.5\t200\n"))
 	f.Add([]byte(wire.BatchHeader + "\t1\nnotab\n\n\t\t\t\n"))
@@ -220,45 +343,70 @@ func FuzzParseBatch(f *testing.F) {
 	f.Add([]byte("gstats-batch/1 dropped=007\n"))
 	f.Add([]byte("gstats-batch/1 foo\nshop\t\n"))
 	f.Add([]byte("gstats-batch/2\nshop\t\n"))
+	f.Add([]byte(wire.BatchHeader + "a\t1\t200\tx\na\t\t200\na\t1\t\t\n\xff\t1\na\t 7 \t 404 \r\n"))
+	f.Add([]byte(wire.BatchHeader + "a\tnan\na\t-1\na\t1_0\na\t0x10\na\t1\t99\na\t1\t2000\n\t"))
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		var events, rejected int
+		var got []batchEvent
 		n, dropped := wire.ParseBatch(frame, fuzzLimits, func(m wire.Message, err error) {
-			events++
 			if err != nil {
-				rejected++
 				var rej *wire.RejectError
 				if !errors.As(err, &rej) || !slices.Contains(wire.AllReasons(), rej.Reason) {
 					t.Fatalf("event error %v is not a known *RejectError", err)
 				}
-				return
-			}
-			var frames [][]byte
-			if m.Kind == wire.Start {
-				frames = [][]byte{m.Prefix, nil}
-			} else {
-				frames = [][]byte{m.Prefix, []byte(wire.FormatFloat(m.Duration))}
-				if m.Status != 0 {
-					frames = append(frames, []byte(strconv.Itoa(m.Status)))
+				if m.Prefix != nil || m.Kind != 0 {
+					t.Fatalf("rejected event %v came with message %+v", err, m)
 				}
 			}
-			again, err := wire.ParseMessage(frames, fuzzLimits)
-			if err != nil || !bytes.Equal(again.Prefix, m.Prefix) || again.Kind != m.Kind || again.Duration != m.Duration || again.Status != m.Status {
-				t.Fatalf("event %+v does not round-trip through classic frames: %+v, %v", m, again, err)
-			}
+			got = append(got, batchEvent{m, err})
 		})
-		if n != events {
-			t.Fatalf("ParseBatch returned %d but reported %d events", n, events)
+		if n != len(got) {
+			t.Fatalf("ParseBatch(%q) returned %d but reported %d events", frame, n, len(got))
 		}
 		if dropped < 0 || dropped > wire.MaxBatchDropped {
 			t.Fatalf("ParseBatch(%q) reported %d dropped", frame, dropped)
 		}
-		header, _, _ := bytes.Cut(frame, []byte("\n"))
-		if dropped > 0 {
-			if want := wire.AppendBatchHeader(nil, uint64(dropped)); !bytes.HasPrefix(frame, want) {
-				t.Fatalf("ParseBatch(%q) reported %d dropped, but the header is not %q", frame, dropped, want)
+		header, rest, found := bytes.Cut(frame, []byte("\n"))
+		wantDropped, ok := validBatchHeader(header)
+		if !found || !ok {
+			var rej *wire.RejectError
+			if len(got) != 1 || !errors.As(got[0].err, &rej) || rej.Reason != wire.ReasonFrames || dropped != 0 {
+				t.Fatalf("ParseBatch(%q): header %q is not valid, but it reported %d dropped and events %v", frame, header, dropped, got)
 			}
-		} else if !bytes.HasPrefix(frame, []byte(wire.BatchHeader)) && (events != 1 || rejected != 1) {
-			t.Fatalf("ParseBatch(%q): header %q is not valid, but %d events (%d rejected) were reported", frame, header, events, rejected)
+			return
+		}
+		if dropped != wantDropped {
+			t.Fatalf("ParseBatch(%q) reported %d dropped, want %d", frame, dropped, wantDropped)
+		}
+		// The events: one a line, the last newline optional.
+		var lines [][]byte
+		if len(rest) > 0 {
+			lines = bytes.Split(bytes.TrimSuffix(rest, []byte("\n")), []byte("\n"))
+		}
+		want := len(lines)
+		if want > wire.MaxBatchRecords {
+			want = wire.MaxBatchRecords + 1 // the rest in one rejection
+		}
+		if len(got) != want {
+			t.Fatalf("ParseBatch(%q) reported %d events for %d lines", frame, len(got), len(lines))
+		}
+		for i, line := range lines {
+			if i == wire.MaxBatchRecords {
+				var rej *wire.RejectError
+				if !errors.As(got[i].err, &rej) || rej.Reason != wire.ReasonFrames {
+					t.Fatalf("event %d past MaxBatchRecords: %v, want a bad_frame_count rejection", i+1, got[i].err)
+				}
+				break
+			}
+			var classic batchEvent
+			classic.m, classic.err = wire.ParseMessage(bytes.Split(line, []byte("\t")), fuzzLimits)
+			if !sameOutcome(got[i], classic) {
+				t.Fatalf("packed event %d %q gives %+v, %v; its classic frames give %+v, %v",
+					i+1, line, got[i].m, got[i].err, classic.m, classic.err)
+			}
+			if got[i].err != nil && !strings.HasPrefix(got[i].err.(*wire.RejectError).Detail, "packed event "+strconv.Itoa(i+1)+" ") &&
+				!strings.HasPrefix(got[i].err.(*wire.RejectError).Detail, "packed event "+strconv.Itoa(i+1)+":") {
+				t.Fatalf("packed event %d %q: rejection %q does not name the event", i+1, line, got[i].err)
+			}
 		}
 	})
 }
