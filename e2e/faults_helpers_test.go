@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -57,15 +60,21 @@ func collectdConfig(t *testing.T, dir, stats, comm, settings string) string {
 // file, and may kill; its cleanup stops it unless the test did.
 type ownedCollector struct {
 	*collector
-	finished bool // stopped or killed by the test
+	finished bool   // stopped or killed by the test
+	pprof    string // the base URL of its Go profiles (--pprof-addr)
 }
 
-// runCollectd starts binary with the configuration file conf, waits for its
-// listening line and registers a cleanup that stops it (a clean exit is
-// expected) unless the test stopped or killed it itself.
+// pprofListening is the line gstats-collectd logs when it serves its Go
+// profiles, with the address.
+var pprofListening = regexp.MustCompile(`profiles served on (http://[^/\s"]+)/debug/pprof/`)
+
+// runCollectd starts binary with the configuration file conf and its Go
+// profiles on a loopback port the kernel chooses, waits for its listening
+// line and registers a cleanup that stops it (a clean exit is expected)
+// unless the test stopped or killed it itself.
 func runCollectd(t *testing.T, binary, conf string) *ownedCollector {
 	t.Helper()
-	p := startProcess(t, "gstats-collectd", exec.Command(binary, "--config", conf), false)
+	p := startProcess(t, "gstats-collectd", exec.Command(binary, "--config", conf, "--pprof-addr", "127.0.0.1:0"), false)
 	oc := &ownedCollector{}
 	t.Cleanup(func() {
 		if !oc.finished {
@@ -74,6 +83,7 @@ func runCollectd(t *testing.T, binary, conf string) *ownedCollector {
 	})
 	stats, comm := endpointsIn(t, p)
 	oc.collector = newCollector(p, stats, comm)
+	oc.pprof = waitLog(t, p, pprofListening, "the profiles' address")[1]
 	return oc
 }
 
@@ -100,15 +110,54 @@ func rss(t *testing.T, pid int) (cur, peak int64) {
 	return cur, peak
 }
 
-// settledRSS waits until the resident set of pid stops changing by more
-// than 256 KiB over half a second (at most settleTimeout) and returns it.
-func settledRSS(t *testing.T, pid int) int64 {
+// memStat matches one figure of runtime.MemStats in a heap profile of
+// debug=1.
+var memStat = regexp.MustCompile(`(?m)^# (HeapIdle|HeapReleased) = (\d+)$`)
+
+// usedRSS returns the collector's resident set less the memory its Go
+// runtime holds free but has not returned to the system yet, right after
+// a garbage collection (the heap profile with gc=1 runs one). The Go
+// runtime returns free memory in the background, at a pace a loaded
+// machine slows down: the plain resident set measures that pace as much
+// as the memory in use. This does not.
+func (oc *ownedCollector) usedRSS(t *testing.T) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, oc.pprof+"/debug/pprof/heap?gc=1&debug=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("the collector's heap profile: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the collector's heap profile: status %d, %v", resp.StatusCode, err)
+	}
+	cur, _ := rss(t, oc.pid())
+	stats := map[string]int64{}
+	for _, m := range memStat.FindAllStringSubmatch(string(body), -1) {
+		stats[m[1]], _ = strconv.ParseInt(m[2], 10, 64)
+	}
+	if len(stats) != 2 {
+		t.Fatalf("no HeapIdle and HeapReleased in the collector's heap profile:\n%s", body)
+	}
+	return cur - (stats["HeapIdle"] - stats["HeapReleased"])
+}
+
+// settledRSS waits until the collector's resident set in use (usedRSS)
+// stops changing by more than 256 KiB over half a second (at most
+// settleTimeout) and returns it.
+func (oc *ownedCollector) settledRSS(t *testing.T) int64 {
 	t.Helper()
 	deadline := time.Now().Add(settleTimeout)
-	last, _ := rss(t, pid)
+	last := oc.usedRSS(t)
 	for {
 		time.Sleep(500 * time.Millisecond)
-		cur, _ := rss(t, pid)
+		cur := oc.usedRSS(t)
 		if d := cur - last; (d < 256<<10 && d > -256<<10) || time.Now().After(deadline) {
 			return cur
 		}

@@ -459,7 +459,7 @@ func TestIntegrationFaultFloodDrops(t *testing.T) {
 		if info.RejectedTotal != 0 {
 			t.Errorf("round %d: the collector rejected %v", round, info.Rejected)
 		}
-		mem = append(mem, settledRSS(t, pid))
+		mem = append(mem, c.settledRSS(t))
 		t.Logf("round %d: client %+v; collector client_dropped %d, accepted %d; RSS %.1f MiB", round, st, info.ClientDropped, info.Accepted, float64(mem[round])/mib)
 	}
 	if grow := mem[rounds-1] - mem[0]; grow > flat {

@@ -524,7 +524,7 @@ func TestIntegrationHostileIngest(t *testing.T) {
 `, slots, maxPrefixes, maxRaw, maxPrefixLength, receiveQueue, maxMessageSize))
 	c := runCollectd(t, binary, conf)
 	pid := c.pid()
-	idle := settledRSS(t, pid)
+	idle := c.settledRSS(t)
 
 	// The window fills up to max_prefixes: the good prefix and fill ones.
 	good := blockingPush(t, c.StatsAddr)
@@ -544,7 +544,7 @@ func TestIntegrationHostileIngest(t *testing.T) {
 	c.waitInfo(t, fmt.Sprintf("%d prefixes, %d accepted", maxPrefixes, exp.accepted), func(i wire.InfoReply) bool {
 		return i.Prefixes == maxPrefixes && i.Accepted == exp.accepted
 	})
-	before := settledRSS(t, pid)
+	before := c.settledRSS(t)
 
 	cfg := window.Config{Window: 600 * time.Second, Slots: slots, Percentiles: []float64{50, 90, 95, 99}, MaxPrefixes: maxPrefixes, MaxRaw: maxRaw}
 	// The bound: the window at its largest (every prefix's histograms full,
@@ -656,7 +656,7 @@ func TestIntegrationHostileIngest(t *testing.T) {
 		}
 		wantDisconnects += 3
 		c.waitInfo(t, fmt.Sprintf("%d disconnects", wantDisconnects), func(i wire.InfoReply) bool { return i.Disconnects >= wantDisconnects })
-		afterRound = append(afterRound, settledRSS(t, pid))
+		afterRound = append(afterRound, c.settledRSS(t))
 		t.Logf("round %d: RSS %.1f MiB; rejected %v", round, float64(afterRound[round])/mib, info.Rejected)
 	}
 
