@@ -4,6 +4,7 @@ Every process is started here on free 127.0.0.1 ports and stopped by PID;
 every wait is bounded.
 """
 
+import fcntl
 import json
 import os
 import pathlib
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -34,6 +36,7 @@ GUNICORN = "/usr/bin/gunicorn"
 sys.path.insert(0, str(SRC_DIR))
 
 _LISTENING = re.compile(r"stats \(PULL\) on (\S+), control \(REP\) on ([^;\s]+);")
+_GUNICORN_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+) ")
 
 
 class Req:
@@ -56,10 +59,101 @@ def run_requests(hooks, n):
         hooks.post_request(None, req, {}, Resp())
 
 
-def free_port():
+# Loopback ports for the tests, handed out as the Go tests' testport package
+# (internal/testport) does, so that Go and Python test processes running at
+# the same time never pick the same port: a port in [PORT_LOW, PORT_HIGH),
+# below the kernel's ephemeral range (the kernel never hands it out by
+# itself), held by an exclusive flock on <tmp>/gstats-testport/<port>.lock
+# until the test ends, and bindable on 127.0.0.1 when it was handed out.
+PORT_LOW, PORT_HIGH = 20000, 32000
+
+# Lock files held by the running test (ports, named locks); closed, which
+# releases them, by the autouse fixture below once every other fixture of
+# the test has been torn down.
+_held = []
+
+
+def testport_dir():
+    path = os.path.join(tempfile.gettempdir(), "gstats-testport")
+    os.makedirs(path, 0o777, exist_ok=True)
+    return path
+
+
+def _try_lock(path):
+    """An open file holding an exclusive flock on path, or None if taken."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _bindable(port):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's net.Listen
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen(1)
+        except OSError:
+            return False
+    return True
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that no other test (Go or Python) holds and
+    that was bindable when handed out; reserved until the test ends."""
+    directory = testport_dir()
+    start = PORT_LOW + int.from_bytes(os.urandom(4), "big") % (PORT_HIGH - PORT_LOW)
+    for i in range(PORT_HIGH - PORT_LOW):
+        port = PORT_LOW + (start - PORT_LOW + i) % (PORT_HIGH - PORT_LOW)
+        fd = _try_lock(os.path.join(directory, "%d.lock" % port))
+        if fd is None:
+            continue
+        if not _bindable(port):
+            os.close(fd)
+            continue
+        _held.append(fd)
+        return port
+    pytest.fail("testport: no free port in [%d, %d)" % (PORT_LOW, PORT_HIGH))
+
+
+def named_lock(name, timeout=120.0):
+    """Take the machine-wide lock ``name`` (the Go tests' testport.Lock: an
+    exclusive flock on <tmp>/gstats-testport/named-<name>.lock), waiting up
+    to ``timeout`` for whoever holds it; held until the test ends."""
+    path = os.path.join(testport_dir(), "named-%s.lock" % name)
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = _try_lock(path)
+        if fd is not None:
+            _held.append(fd)
+            return
+        if time.monotonic() > deadline:
+            pytest.fail("testport: lock %r held by another test for over %gs (%s)"
+                        % (name, timeout, path))
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def default_addresses():
+    """For tests that bind the collector's default addresses
+    (tcp://127.0.0.2:2345, tcp://127.0.0.1:2345): the named lock the Go
+    tests take for them, held while the test runs."""
+    named_lock("default-addresses")
+
+
+@pytest.fixture(autouse=True)
+def _release_test_ports():
+    """Releases the ports and named locks a test took, after its other
+    fixtures (collectors, gunicorns) were torn down."""
+    yield
+    while _held:
+        os.close(_held.pop())
 
 
 def wait_until(predicate, timeout, interval=0.05, message="condition"):
@@ -122,20 +216,43 @@ def pull():
 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
-    sock.setsockopt(zmq.LINGER, 0)
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    addr = "tcp://127.0.0.1:%d" % port
-    # Wait until this process's PUSH socket is connected: a probe arrives.
-    _client.send2(addr, b"probe", b"")
-    assert recv(sock) == [b"probe", b""]
-    drain(sock)
-    yield sock, addr
-    _pending.pop(id(sock), None)
-    sock.close(linger=0)
-    ctx.term()
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        port = sock.bind_to_random_port("tcp://127.0.0.1")
+        addr = "tcp://127.0.0.1:%d" % port
+        _wait_connected(sock, addr)
+        yield sock, addr
+    finally:
+        _pending.pop(id(sock), None)
+        sock.close(linger=0)
+        ctx.term()
 
 
-def recv(sock, timeout=5.0):
+def _wait_connected(sock, addr, timeout=60):
+    """Wait until this process's PUSH socket to ``addr`` is connected to
+    ``sock``: probes, numbered, until the last one sent arrives. A probe
+    sent before the connection was up is dropped (once the new socket's
+    HOLD_SECONDS are over) or arrives ahead of the last one; none comes
+    after it."""
+    from gstats import _client
+    deadline = time.monotonic() + timeout
+    n = 0
+    while True:
+        n += 1
+        last = [b"probe", b"%d" % n]
+        _client.send2(addr, *last)
+        _client.flush()
+        wait = time.monotonic() + 1.0
+        while sock.poll(max(0, int((wait - time.monotonic()) * 1000))):
+            events = unpack(sock.recv_multipart())
+            assert all(e[0] == b"probe" for e in events), events
+            if last in events:
+                return
+        if time.monotonic() > deadline:
+            pytest.fail("the PUSH socket to %s did not connect within %gs" % (addr, timeout))
+
+
+def recv(sock, timeout=30.0):
     """The next event's frames; packed messages are unpacked one by one."""
     pending = _pending.setdefault(id(sock), [])
     if not pending:
@@ -145,7 +262,7 @@ def recv(sock, timeout=5.0):
     return pending.pop(0)
 
 
-def recv_raw(sock, timeout=5.0):
+def recv_raw(sock, timeout=30.0):
     """The next message's frames as received (packed or not)."""
     if not sock.poll(int(timeout * 1000)):
         pytest.fail("no message within %gs" % timeout)
@@ -189,7 +306,7 @@ class Collector:
         self.log = []
         self._ctx = zmq.Context()
 
-    def start(self, timeout=10):
+    def start(self, timeout=30):
         self.proc = subprocess.Popen(
             [self.binary, "-s", self.requested[0], "-c", self.requested[1]] + self.extra_args,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -241,7 +358,7 @@ class Collector:
             self.proc.wait(5)
             pytest.fail("gstats-collectd did not stop within %gs of SIGTERM" % timeout)
 
-    def ask(self, command, timeout=5.0):
+    def ask(self, command, timeout=10.0):
         sock = self._ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         try:
@@ -272,7 +389,7 @@ class Collector:
     def prefix_stats(self, prefix):
         return self.stats().get(prefix, {"started": 0, "finished": 0})
 
-    def wait_counts(self, prefix, started, finished, timeout=10):
+    def wait_counts(self, prefix, started, finished, timeout=30):
         """Wait until ``prefix`` shows exactly these counts; return its stats."""
         def check():
             s = self.prefix_stats(prefix)
@@ -281,17 +398,12 @@ class Collector:
                           "%s started=%d finished=%d (now %r)" % (prefix, started, finished,
                                                                   self.prefix_stats(prefix)))
 
-    def settle_and_reset(self, prefix, timeout=10):
-        """Wait until ``prefix`` has no request in flight and stops changing, then RESET."""
-        previous = [None]
-
-        def quiet():
-            s = self.prefix_stats(prefix)
-            key = (s["started"], s["finished"])
-            ok = key == previous[0] and s["started"] == s["finished"]
-            previous[0] = key
-            return ok
-        wait_until(quiet, timeout, 0.1, "%s to settle" % prefix)
+    def settle_and_reset(self, prefix, requests, timeout=30):
+        """Wait until ``prefix`` shows exactly ``requests`` started and
+        finished requests (e.g. a gunicorn's readiness requests,
+        ``Gunicorn.served``), then RESET. Waiting for the exact count, not
+        for two equal looks, is what proves nothing more is on its way."""
+        self.wait_counts(prefix, requests, requests, timeout)
         self.reset()
 
     def close(self):
@@ -335,6 +447,42 @@ def collector_factory(collectd):
         c.close()
 
 
+_TCP_ESTABLISHED, _TCP_CLOSE_WAIT = "01", "08"
+
+
+def connections_to(port):
+    """How many TCP connections on this machine have ``port`` as their
+    remote port and are established, or closed by the peer but not yet by
+    this end (CLOSE_WAIT)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    remote, state = fields[2], fields[3]
+                    if int(remote.rsplit(":", 1)[1], 16) == port and \
+                            state in (_TCP_ESTABLISHED, _TCP_CLOSE_WAIT):
+                        n += 1
+        except OSError:
+            pass
+    return n
+
+
+def port_of(address):
+    return int(address.rsplit(":", 1)[1])
+
+
+def wait_disconnected(address, timeout=30):
+    """Wait until no process holds a connection to ``address`` (a tcp://
+    endpoint whose server is gone): every client, libzmq's I/O threads
+    included, has seen the disconnect and closed its socket."""
+    port = port_of(address)
+    wait_until(lambda: connections_to(port) == 0, timeout, 0.02,
+               "every connection to %s to be closed" % address)
+
+
 def _children(pid):
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
@@ -355,18 +503,23 @@ def _alive(pid):
 class Gunicorn:
     """A gunicorn master started by PID (never wrapped in ``timeout``)."""
 
+    _count = 0
+
     def __init__(self, tmp_path, app="app:application", conf=None, worker_class="sync",
                  workers=1, threads=1, env=None, chdir=APP_DIR, extra_args=()):
         check_tools()
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.pidfile = tmp_path / ("gunicorn-%d.pid" % self.port)
-        self.logfile = tmp_path / ("gunicorn-%d.log" % self.port)
+        # gunicorn binds port 0 (the kernel picks a port no one holds) and
+        # logs the port it got: "Listening at: http://127.0.0.1:PORT".
+        self.port = None
+        self.url = None
+        Gunicorn._count += 1
+        self.pidfile = tmp_path / ("gunicorn-%d.pid" % Gunicorn._count)
+        self.logfile = tmp_path / ("gunicorn-%d.log" % Gunicorn._count)
         self.cmd = [
-            GUNICORN, "--chdir", str(chdir), "-b", "127.0.0.1:%d" % self.port,
+            GUNICORN, "--chdir", str(chdir), "-b", "127.0.0.1:0",
             "-k", worker_class, "-w", str(workers), "--threads", str(threads),
             "-p", str(self.pidfile), "--graceful-timeout", "5", "--timeout", "30",
-            "--log-level", "warning", "--error-logfile", str(self.logfile),
+            "--log-level", "info", "--error-logfile", str(self.logfile),
         ]
         if conf is not None:
             self.cmd += ["-c", str(conf)]
@@ -379,21 +532,41 @@ class Gunicorn:
         self.env.update(env or {})
         self.proc = None
         self.workers = workers
+        #: Requests gunicorn served to start(): one, the readiness request.
+        self.served = 0
 
-    def start(self, timeout=20, ready_path="/", ready_status=200):
+    def start(self, timeout=60, ready_path="/", ready_status=200):
+        """Start gunicorn; return once it answered one request (to
+        ``ready_path``, with ``ready_status``) and all its workers run.
+
+        Exactly one request is made, so that tests know how many requests
+        the hooks report before theirs (``served``): it is made once gunicorn
+        listens and waits (bounded) for its answer, as a request given up
+        on could still be served, and counted, later."""
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=str(APP_DIR),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
 
-        def ready():
+        def listening():
             if self.proc.poll() is not None:
                 pytest.fail("gunicorn exited with %s:\n%s" % (self.proc.returncode, self.log()))
-            try:
-                status, _ = self.get(ready_path, timeout=2)
-                return status == ready_status and len(self.worker_pids()) == self.workers
-            except OSError:
-                return False
-        wait_until(ready, timeout, 0.05, "gunicorn on %s" % self.url)
+            m = _GUNICORN_LISTENING.search(self.log())
+            return m and int(m.group(1))
+        self.port = wait_until(listening, timeout, 0.05, "gunicorn to listen")
+        self.url = "http://127.0.0.1:%d" % self.port
+        try:
+            status, _ = self.get(ready_path, timeout=max(1.0, deadline - time.monotonic()))
+        except OSError as exc:
+            self.proc.poll()
+            pytest.fail("gunicorn on %s did not answer %s (%r; exit code %s):\n%s"
+                        % (self.url, ready_path, exc, self.proc.returncode, self.log()))
+        self.served = 1
+        assert status == ready_status, "%s answered %d, not %d:\n%s" % (
+            ready_path, status, ready_status, self.log())
+        wait_until(lambda: len(self.worker_pids()) == self.workers,
+                   max(1.0, deadline - time.monotonic()), 0.05,
+                   "gunicorn's %d workers" % self.workers)
         return self
 
     def log(self):

@@ -75,7 +75,7 @@ def test_drops_are_reported_without_further_events():
             run(h, 1)
             _client.flush()
             return r.read().events
-        wait_until(probe, 10, 0.05, "the hooks' socket to connect")
+        wait_until(probe, 30, 0.05, "the hooks' socket to connect")
         settle()
         before = gstats.client_stats()
 
@@ -97,7 +97,7 @@ def test_drops_are_reported_without_further_events():
         def reported():
             r.read()
             return r.dropped == delta(before)["dropped"]
-        wait_until(reported, 5 + _client.REPORT_SECONDS, 0.05,
+        wait_until(reported, 30 + _client.REPORT_SECONDS, 0.05,
                    "the drops to be reported (%r, read %d)" % (delta(before), r.dropped))
         d = delta(before)
         assert d["reported"] == d["dropped"] and d["errors"] == 0
@@ -111,7 +111,7 @@ def test_drops_are_reported_without_further_events():
 def drop_some(h, before, flush=False):
     """Runs requests through h until some events were dropped: with no
     collector listening, a new socket drops after HOLD_SECONDS."""
-    deadline = time.monotonic() + _client.HOLD_SECONDS + 5
+    deadline = time.monotonic() + _client.HOLD_SECONDS + 30
     while delta(before)["dropped"] == 0:
         assert time.monotonic() < deadline, delta(before)
         run(h, 10)
@@ -129,27 +129,35 @@ def test_next_packed_message_carries_the_drops(monkeypatch):
     settle()
     # The flusher's own reports (refused: nothing listens) are not retried
     # for the rest of the test, so only a message with events can report.
+    # The flusher may be waiting out the old REPORT_SECONDS: wake it, and
+    # wait until it went idle again (it clears its wake-up event then,
+    # having tried its report while nothing listens); its next wait is 60 s.
     monkeypatch.setattr(_client, "REPORT_SECONDS", 60.0)
-    time.sleep(1.5)
+    st = _client._state
+    st.wake.set()
+    wait_until(lambda: not st.wake.is_set(), 30, 0.01, "the flusher to go idle")
+    # Watch the hooks' own socket: it can send once its handshake is done.
+    with st.lock:
+        monitor = st.sockets[addr].get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.PULL)
     sock.setsockopt(zmq.LINGER, 0)
-    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
     sock.bind(addr)
     try:
         # The hooks' socket reconnects by itself; send once it has.
-        assert monitor.poll(10000), "the hooks' socket did not reconnect within 10 s"
+        assert monitor.poll(30000), "the hooks' socket did not reconnect within 30 s"
         assert recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
-        time.sleep(0.05)
         run(h, 5)
         settle()
         r = Reader(sock)
-        wait_until(lambda: r.read().events == 10, 10, 0.05, "the 10 events")
+        wait_until(lambda: r.read().events == 10, 30, 0.05, "the 10 events")
         d = delta(before)
         assert d["reported"] == d["dropped"] and r.dropped == d["dropped"]
         assert r.reports_only == 0  # the message with the events carried them
     finally:
-        sock.disable_monitor()
+        with st.lock:
+            if addr in st.sockets:
+                st.sockets[addr].disable_monitor()
         monitor.close(linger=0)
         sock.close(linger=0)
 
@@ -171,7 +179,7 @@ def test_classic_messages_never_report():
             run(h, 1)
             _client.flush()
             return r.read().events
-        wait_until(arrived, 10, 0.05, "classic messages to arrive")
+        wait_until(arrived, 30, 0.05, "classic messages to arrive")
         time.sleep(_client.REPORT_SECONDS + 0.2)
         r.read()
         assert r.classic == r.events and r.dropped == 0
@@ -207,7 +215,7 @@ def test_collector_counts_what_the_client_dropped(collector_factory, tmp_path):
         def counted():
             run(h, 1)
             return col.prefix_stats("flood")["started"] > 0
-        wait_until(counted, 10, 0.05, "the hooks' events at the collector")
+        wait_until(counted, 30, 0.05, "the hooks' events at the collector")
 
         # The collector stops reading: flood until libzmq refuses.
         col.signal(signal.SIGSTOP)
@@ -228,13 +236,13 @@ def test_collector_counts_what_the_client_dropped(collector_factory, tmp_path):
             time.sleep(0.02)
             d = delta(before)
             return d["reported"] == d["dropped"]
-        wait_until(all_reported, 20, 0.05, "every drop to be reported (%r)" % delta(before))
+        wait_until(all_reported, 30, 0.05, "every drop to be reported (%r)" % delta(before))
         d = delta(before)
 
         def collector_agrees():
             info = col.info()
             return info["accepted"] == d["sent"] and info["client_dropped"] == d["dropped"]
-        wait_until(collector_agrees, 20, 0.1,
+        wait_until(collector_agrees, 30, 0.1,
                    "the collector to count what was sent and dropped (client %r, collector %r)"
                    % (d, {k: col.info()[k] for k in ("accepted", "client_dropped")}))
         info = col.info()

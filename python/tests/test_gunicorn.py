@@ -8,13 +8,16 @@ import pytest
 
 from conftest import APP_DIR
 
-SLOW_MS = 200
-TOLERANCE_MS = 150
+# The slow requests sleep SLOW_MS; the others do next to nothing. The gap is
+# wide enough that only a stalled worker (not a busy machine) could make a
+# fast request look slow, or a slow one take twice its time.
+SLOW_MS = 1000
+N_SLOW = 4
 
 
 def workload():
-    """40 requests: 10 slow ones, 2xx/4xx/5xx answers, in an order that mixes them."""
-    paths = (["/sleep?ms=%d" % SLOW_MS] * 10 + ["/"] * 12 + ["/status/201"] * 3
+    """34 requests: 4 slow ones, 2xx/4xx/5xx answers, in an order that mixes them."""
+    paths = (["/sleep?ms=%d" % SLOW_MS] * N_SLOW + ["/"] * 12 + ["/status/201"] * 3
              + ["/status/404"] * 5 + ["/no/such/page"] * 5 + ["/status/500"] * 5)
     mixed = []
     for i in range(10):  # interleave so slow and fast requests overlap
@@ -23,7 +26,7 @@ def workload():
     return mixed
 
 
-EXPECTED_STATUS = {"1xx": 0, "2xx": 25, "3xx": 0, "4xx": 10, "5xx": 5, "none": 0}
+EXPECTED_STATUS = {"1xx": 0, "2xx": N_SLOW + 15, "3xx": 0, "4xx": 10, "5xx": 5, "none": 0}
 
 
 def run_concurrently(g, paths, clients=10):
@@ -43,7 +46,7 @@ def test_counts_durations_and_status(collector, gunicorn, worker_class, workers,
     g = gunicorn(conf=APP_DIR / "hooks.conf.py", worker_class=worker_class, workers=workers,
                  threads=threads, env={"GSTATS_STATS_ADDR": collector.stats_addr,
                                        "GSTATS_PREFIX": prefix, "GSTATS_PACK": pack})
-    collector.settle_and_reset(prefix)
+    collector.settle_and_reset(prefix, g.served)
 
     paths = workload()
     answers = run_concurrently(g, paths)
@@ -59,10 +62,12 @@ def test_counts_durations_and_status(collector, gunicorn, worker_class, workers,
 
     durations = sorted(collector.rtimes()[prefix])
     assert len(durations) == n
-    slow, fast = durations[-10:], durations[:-10]
-    # Each request is timed on its own, even when they overlap in one worker.
-    assert all(SLOW_MS <= d < SLOW_MS + TOLERANCE_MS for d in slow), slow
-    assert all(0 <= d < TOLERANCE_MS for d in fast), fast
+    slow, fast = durations[-N_SLOW:], durations[:-N_SLOW]
+    # Each request is timed on its own, even when they overlap in one
+    # worker: a slow request is never timed from a later start (shorter
+    # than its sleep), nor a fast one from a slow one's start.
+    assert all(SLOW_MS <= d < 2 * SLOW_MS for d in slow), slow
+    assert all(0 <= d < SLOW_MS for d in fast), fast
     pt = stats["processing_time"]
     assert pt["count"] == n
     assert pt["max"] == pytest.approx(slow[-1], abs=0.01)
@@ -73,7 +78,7 @@ def test_counts_durations_and_status(collector, gunicorn, worker_class, workers,
 def test_configure_with_a_prefix_per_request(collector, gunicorn):
     g = gunicorn(conf=APP_DIR / "configure.conf.py", worker_class="gthread", workers=1, threads=4,
                  env={"TEST_STATS_ADDR": collector.stats_addr})
-    collector.settle_and_reset("fast")
+    collector.settle_and_reset("fast", g.served)
     paths = ["/sleep?ms=50"] * 6 + ["/"] * 9 + ["/status/503"] * 3
     assert all(status in (200, 503) for _, status in run_concurrently(g, paths, 6))
     fast = collector.wait_counts("fast", 12, 12)
@@ -87,7 +92,7 @@ def test_configure_with_a_prefix_per_request(collector, gunicorn):
 def test_worker_reports_its_client_counters(collector, gunicorn):
     g = gunicorn(conf=APP_DIR / "hooks.conf.py", worker_class="sync", workers=1,
                  env={"GSTATS_STATS_ADDR": collector.stats_addr, "GSTATS_PREFIX": "c"})
-    collector.settle_and_reset("c")
+    collector.settle_and_reset("c", g.served)
     for _ in range(5):
         assert g.get("/")[0] == 200
     status, body = g.get("/gstats-client")
