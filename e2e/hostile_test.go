@@ -730,14 +730,6 @@ func framesAny(frames [][]byte) []any {
 	return out
 }
 
-func sum(m map[wire.Reason]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
 // TestIntegrationHostileControlEnvelope checks that a control peer which
 // sends a message without the REQ envelope and leaves at once costs no
 // other client its reply. Bursts of such DEALER peers alternate with STATS

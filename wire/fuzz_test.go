@@ -231,7 +231,7 @@ func finite(x float64) wire.Float {
 // with: in (0, 100], distinct, sorted.
 func FuzzStatsReplyRoundTrip(f *testing.F) {
 	f.Add("my_app", "default", int64(1234), int64(1200), int64(34), 2.5, 153.2, 20.1, int64(7), 0.0, 400.0, 50.0, 150.0, 99.9, 300.5, int64(3), int64(1000), int64(5))
-	f.Add("", "\u00e9\"\\<>&\u2028", int64(0), int64(0), int64(0), math.NaN(), math.Inf(1), -0.0, int64(0), 5e-324, math.MaxFloat64, 1e-300, 1e16, 100.0, 1e-05, int64(-1), int64(math.MaxInt64), int64(math.MinInt64))
+	f.Add("", "\u00e9\"\\<>&\u2028", int64(0), int64(0), int64(0), math.NaN(), math.Inf(1), math.Copysign(0, -1), int64(0), 5e-324, math.MaxFloat64, 1e-300, 1e16, 100.0, 1e-05, int64(-1), int64(math.MaxInt64), int64(math.MinInt64))
 	f.Fuzz(func(t *testing.T, prefix1, prefix2 string, started, finished, inFlight int64, rate, avg, std float64, count int64,
 		lo, hi, p1, v1, p2, v2 float64, s2xx, s5xx, none int64) {
 		if !utf8.ValidString(prefix1) || !utf8.ValidString(prefix2) {
