@@ -12,6 +12,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/gstats/gstats/agentconf"
 	"github.com/gstats/gstats/internal/curvekey"
 	"github.com/gstats/gstats/wire"
 )
@@ -94,6 +95,46 @@ func publicKey(t *testing.T, path string) string {
 	return p.Public
 }
 
+// envStart matches a "$" that the configuration would read as the start of
+// an environment reference.
+var envStart = regexp.MustCompile(`\$[A-Za-z_{]`)
+
+// TestKeygenConfigLineLoads pastes the curve_client_keys line keygen prints
+// into a configuration and loads it: the collector must get the public key
+// as it is, also when it holds a "$" (a Z85 character, and the start of an
+// environment reference in the configuration when a name follows it).
+func TestKeygenConfigLineLoads(t *testing.T) {
+	dir := t.TempDir()
+	line := regexp.MustCompile(`(?m)^  (curve_client_keys = \[.*\])  # or `)
+	for i := 0; ; i++ {
+		if i == 200 {
+			t.Fatal("200 keys without a $ before a name in the public key")
+		}
+		name := filepath.Join(dir, fmt.Sprint("k", i))
+		code, stdout, stderr := ctl(t, "", "keygen", name)
+		if code != exitOK {
+			t.Fatalf("keygen: exit %d, stderr %q", code, stderr)
+		}
+		public := publicKey(t, name+".key")
+		if !envStart.MatchString(public) {
+			continue
+		}
+		m := line.FindStringSubmatch(stdout)
+		if m == nil {
+			t.Fatalf("no curve_client_keys line in keygen's output:\n%s", stdout)
+		}
+		conf := "[[inputs.gstats]]\n  " + m[1] + "\n"
+		cfg, err := agentconf.Parse("pasted.conf", []byte(conf))
+		if err != nil {
+			t.Fatalf("the printed line does not load: %v\n%s", err, conf)
+		}
+		if got := cfg.Gstats.CurveClientKeys; len(got) != 1 || got[0] != public {
+			t.Fatalf("the printed line loads as %q, want [%q]", got, public)
+		}
+		return
+	}
+}
+
 func TestKeygen(t *testing.T) {
 	dir := t.TempDir()
 	code, stdout, stderr := ctl(t, "", "keygen", filepath.Join(dir, "ctl"))
@@ -121,7 +162,7 @@ func TestKeygen(t *testing.T) {
 		"wrote " + pubPath + " (the public key, mode 0644)\n",
 		"wrote " + secPath + " (the key pair, mode 0600: keep it secret)\n",
 		fmt.Sprintf("curve_secret_key_file = %q\n", secPath),
-		fmt.Sprintf("curve_client_keys = [%q]", pair.Public),
+		fmt.Sprintf("curve_client_keys = [%q]", strings.ReplaceAll(pair.Public, "$", "$$")),
 		"--curve-server-key=" + pubPath + " ",
 		"--curve-key=" + secPath + " stats\n",
 	} {

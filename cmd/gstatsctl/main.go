@@ -328,11 +328,19 @@ and its clients take %[2]s (or the public key above):
   gstatsctl --curve-server-key=%[2]s --curve-key=CLIENT.key_secret stats
 
 As a client's key, list it in the collector's [[inputs.gstats]]:
-  curve_client_keys = [%[1]q]  # or %[5]q
+  curve_client_keys = [%[6]q]  # or %[5]q
 and give the client %[3]s:
   gstatsctl --curve-server-key=COLLECTOR.key --curve-key=%[3]s stats
-`, pair.Public, pub, sec, sec, pub)
+`, pair.Public, pub, sec, sec, pub, tomlKey(pair.Public))
 	return exitOK
+}
+
+// tomlKey writes a public key for the collector's configuration file.
+// Z85 keys may hold "$", which the configuration reads as the start of an
+// environment reference ("$fG" names the variable fG); "$$" is a literal
+// "$" there.
+func tomlKey(public string) string {
+	return strings.ReplaceAll(public, "$", "$$")
 }
 
 // render prints a reply in the original's text format.
