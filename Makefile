@@ -84,7 +84,10 @@ tidy:
 #   bench-go      Go benchmarks: the window (STATS cost, inserts, bytes per
 #                 prefix, percentile accuracy), STATS and Gather over 1e3 to
 #                 6e6 durations and 1 to 10 000 prefixes, draining a backlog
-#                 against bare PULL receivers, the Go client's middleware
+#                 against bare PULL receivers, the Go client's middleware,
+#                 the state file's write and restore, the HTTP endpoints,
+#                 CURVE's handshake and ingest, the wire client, and
+#                 Telegraf statsd's ladder and percentiles
 #   bench-python  the Python hooks against a socket per message, and
 #                 gunicorn's requests/s with and without them (wrk)
 #   bench-harness bench/harness: sustained loss-free ingest rate and CPU per
@@ -93,8 +96,10 @@ tidy:
 #                 up to 6e6 durations, percentiles against exact values and
 #                 statsd's, and a soak of gstats-collectd at half its
 #                 loss-free rate for SOAK (10m: RSS, fds and goroutines
-#                 flat, nothing lost); it reads bench.out and rewrites the
-#                 report
+#                 flat, nothing lost); it reads bench.out, rewrites the
+#                 report and the plugin README's generated figures, prints
+#                 every target with its verdict, and fails if any target
+#                 is missed or not measured, or any benchmark did not run
 bench: deps build
 	set -o pipefail; { $(MAKE) --no-print-directory bench-go && $(MAKE) --no-print-directory bench-python ; } 2>&1 | tee bench.out
 	$(MAKE) --no-print-directory bench-harness
