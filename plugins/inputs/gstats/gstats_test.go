@@ -72,8 +72,16 @@ func newPusher(t *testing.T, g *Gstats) *zmq.Socket {
 	if err != nil {
 		t.Fatal(err)
 	}
+	connectPusher(t, s, stats, 10*time.Second)
+	return s
+}
+
+// connectPusher sets a PUSH socket's linger and unbounded send queue and
+// connects it to stats; it closes the socket and fails t on an error.
+func connectPusher(t *testing.T, s *zmq.Socket, stats string, linger time.Duration) {
+	t.Helper()
 	for _, set := range []func() error{
-		func() error { return s.SetLinger(10 * time.Second) },
+		func() error { return s.SetLinger(linger) },
 		func() error { return s.SetSndhwm(0) },
 		func() error { return s.Connect(stats) },
 	} {
@@ -82,7 +90,6 @@ func newPusher(t *testing.T, g *Gstats) *zmq.Socket {
 			t.Fatal(err)
 		}
 	}
-	return s
 }
 
 // ownPusher connects a PUSH socket in a ZeroMQ context of its own. flush
@@ -101,15 +108,7 @@ func ownPusher(t *testing.T, g *Gstats) (push *zmq.Socket, flush func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, set := range []func() error{
-		func() error { return push.SetLinger(30 * time.Second) },
-		func() error { return push.SetSndhwm(0) },
-		func() error { return push.Connect(stats) },
-	} {
-		if err := set(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	connectPusher(t, push, stats, 30*time.Second)
 	var once sync.Once
 	flush = func() {
 		once.Do(func() {
